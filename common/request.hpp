@@ -42,7 +42,11 @@ struct Scene {
     std::string narration;     // audio URL or path
     std::string narration_text;
     std::string music;  // audio URL or path
-    std::optional<double> duration;  // seconds; may be set from narration
+    /// Seconds, fractional allowed. Required for an image scene unless the scene
+    /// has narration or narration_text, or the request has a global
+    /// narration_text; then the narration decides the length. Optional for a
+    /// video scene (the clip's own length).
+    std::optional<double> duration;
     std::optional<TextOverlay> text;
     bool subtitle = false;
 };
@@ -62,6 +66,10 @@ struct RequestLimits {
     std::size_t max_narration_chars = 10000;
 };
 
+/// Reads MAX_SCENES, MIN_SCENE_DURATION, MAX_SCENE_DURATION, MAX_TOTAL_DURATION,
+/// MAX_OUTPUT_SIDE, MAX_FPS, MAX_FONTSIZE, MAX_TEXT_CHARS and MAX_NARRATION_CHARS;
+/// unset or empty means the default. Throws std::runtime_error naming a
+/// variable whose value is not a number in range.
 RequestLimits limits_from_env();
 
 struct Request {
@@ -80,7 +88,13 @@ struct Request {
     std::string voice = "en";   // espeak-ng voice name
 };
 
-/// Parses and validates; throws InvalidRequest naming the field at fault.
+/// Parses and validates; throws InvalidRequest naming the field at fault, e.g.
+/// "scenes[2].duration: must be between 0.5 and 120 seconds, got 1000".
+/// Unknown fields are ignored and null counts as absent, as in the original
+/// service. image/promptImage, narration/narration_text are each exclusive, and
+/// per-scene narration cannot be combined with the global narration_text.
+/// The total checked here covers explicit durations only; lengths that come
+/// from narration are checked by the renderer once the audio is known.
 Request parse_request(const nlohmann::json& body, const RequestLimits& limits = {});
 
 }  // namespace pv
