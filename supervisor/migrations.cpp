@@ -108,6 +108,14 @@ END $$;
 CREATE TRIGGER tasks_notify_progress AFTER UPDATE OF progress, stage, status ON tasks
     FOR EACH ROW EXECUTE FUNCTION pv_notify_progress();
 )sql"},
+    Migration{2, R"sql(
+-- Several supervisors may run on one host; startup recovery only resolves the
+-- tasks of earlier lives of the same host and instance.
+ALTER TABLE workers ADD COLUMN instance text NOT NULL DEFAULT 'default';
+CREATE INDEX workers_host_instance_idx ON workers (host, instance);
+-- Lease recovery scans live workers by heartbeat age.
+CREATE INDEX workers_heartbeat_idx ON workers (heartbeat_at) WHERE stopped_at IS NULL;
+)sql"},
 };
 
 }  // namespace
