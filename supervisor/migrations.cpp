@@ -135,7 +135,7 @@ int run_migrations(pqxx::connection& conn) {
     for (const auto& m : kMigrations) {
         pqxx::work tx(conn);
         // One migrator at a time across all supervisors and tools.
-        tx.exec0("SELECT pg_advisory_xact_lock(7270101)");
+        tx.exec("SELECT pg_advisory_xact_lock(7270101)");
         auto done = tx.exec_params("SELECT 1 FROM schema_migrations WHERE version = $1",
                                    m.version);
         if (!done.empty()) continue;
