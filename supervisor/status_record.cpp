@@ -1,0 +1,388 @@
+// SPDX-License-Identifier: MIT
+#include "status_record.hpp"
+
+#include <cstdio>
+#include <ctime>
+#include <stdexcept>
+
+namespace pv {
+
+namespace {
+
+using nlohmann::json;
+
+// pqxx 6 passes a null `const char*` as SQL NULL; these keep the optional
+// values alive as text for the duration of one statement.
+using Text = std::optional<std::string>;
+
+const char* arg(const Text& text) { return text ? text->c_str() : nullptr; }
+
+template <class T>
+Text text_of(const std::optional<T>& value) {
+    if (!value) return std::nullopt;
+    return pqxx::to_string(*value);
+}
+
+Text text_of(const std::string& value) {
+    if (value.empty()) return std::nullopt;
+    return value;
+}
+
+Text text_of(const std::optional<json>& value) {
+    if (!value || value->is_null()) return std::nullopt;
+    return value->dump();
+}
+
+std::invalid_argument bad_field(const char* key, const std::string& why) {
+    return std::invalid_argument(std::string("journal entry field '") + key + "': " + why);
+}
+
+template <class T>
+std::optional<T> optional_field(const json& j, const char* key) {
+    auto it = j.find(key);
+    if (it == j.end() || it->is_null()) return std::nullopt;
+    try {
+        return it->get<T>();
+    } catch (const json::exception& e) {
+        throw bad_field(key, e.what());
+    }
+}
+
+template <class T>
+T required_field(const json& j, const char* key) {
+    auto value = optional_field<T>(j, key);
+    if (!value) throw bad_field(key, "missing");
+    return *value;
+}
+
+TimePoint required_time(const json& j, const char* key) {
+    try {
+        return parse_iso8601(required_field<std::string>(j, key));
+    } catch (const std::invalid_argument& e) {
+        throw bad_field(key, e.what());
+    }
+}
+
+// "finish" is the TaskStore's name for a finish_attempt write.
+std::string canonical_kind(std::string kind) {
+    return kind == "finish" ? std::string(kFinishAttempt) : kind;
+}
+
+// {"kind": K, "args": {...}} (a queued TaskStore write) reads as args + kind.
+json flatten(const json& j) {
+    if (!j.is_object()) throw std::invalid_argument("journal entry is not an object");
+    auto args = j.find("args");
+    if (args == j.end() || !args->is_object()) return j;
+    json flat = *args;
+    for (const char* key : {"kind", "seq", "journaled_at"}) {
+        if (j.contains(key)) flat[key] = j[key];
+    }
+    return flat;
+}
+
+void expect_kind(const json& j, std::string_view kind) {
+    if (!j.is_object()) throw std::invalid_argument("journal entry is not an object");
+    auto actual = canonical_kind(required_field<std::string>(j, "kind"));
+    if (actual != kind) {
+        throw std::invalid_argument("journal entry kind '" + actual + "', expected '" +
+                                    std::string(kind) + "'");
+    }
+}
+
+template <class T>
+void put_optional(json& j, const char* key, const std::optional<T>& value) {
+    if (value) j[key] = *value;
+}
+
+void put_fence(json& j, const std::string& task_id, int attempt, const std::string& worker_id) {
+    j["task_id"] = task_id;
+    j["attempt"] = attempt;
+    j["worker_id"] = worker_id;
+}
+
+enum class MissingRow { Insert, Skip };
+
+// Closes the attempt row. Fenced on ended_at IS NULL, so the first close wins.
+bool close_attempt_row(pqxx::work& tx, const FinishRecord& r, const Text& ended,
+                       MissingRow missing) {
+    Text pid = text_of(r.pid), exit_code = text_of(r.exit_code), sig = text_of(r.signal);
+    Text peak = text_of(r.peak_memory_bytes), user = text_of(r.cpu_user_seconds);
+    Text sys = text_of(r.cpu_sys_seconds), wall = text_of(r.wall_seconds);
+    Text outcome = text_of(r.outcome), error = text_of(r.error);
+    Text tail = text_of(r.stderr_tail);
+    auto res = tx.exec_params(
+        "UPDATE task_attempts SET"
+        " ended_at = $4::timestamptz, pid = COALESCE($5::integer, pid),"
+        " exit_code = $6::integer, signal = $7::integer, core_dumped = $8::boolean,"
+        " oom_kills = $9::integer, peak_memory_bytes = $10::bigint,"
+        " cpu_user_seconds = $11::float8, cpu_sys_seconds = $12::float8,"
+        " wall_seconds = $13::float8, outcome = $14, error = $15, stderr_tail = $16"
+        " WHERE task_id = $1::uuid AND attempt = $2::integer AND worker_id = $3::uuid"
+        " AND ended_at IS NULL",
+        r.task_id, r.attempt, r.worker_id, arg(ended), arg(pid), arg(exit_code), arg(sig),
+        r.core_dumped, r.oom_kills, arg(peak), arg(user), arg(sys), arg(wall), arg(outcome),
+        arg(error), arg(tail));
+    if (res.affected_rows() > 0) return true;
+    if (missing == MissingRow::Skip) return false;
+
+    // The claim normally creates the attempt row; if it is missing altogether the
+    // death is still recorded. An existing (already closed) row is left alone.
+    res = tx.exec_params(
+        "INSERT INTO task_attempts (task_id, attempt, worker_id, host, pid, started_at,"
+        " ended_at, exit_code, signal, core_dumped, oom_kills, peak_memory_bytes,"
+        " cpu_user_seconds, cpu_sys_seconds, wall_seconds, outcome, error, stderr_tail)"
+        " SELECT $1::uuid, $2::integer, w.id, w.host, $5::integer,"
+        "  COALESCE(t.started_at, $4::timestamptz), $4::timestamptz, $6::integer,"
+        "  $7::integer, $8::boolean, $9::integer, $10::bigint, $11::float8, $12::float8,"
+        "  $13::float8, $14, $15, $16"
+        " FROM workers w, tasks t WHERE w.id = $3::uuid AND t.id = $1::uuid"
+        " ON CONFLICT (task_id, attempt) DO NOTHING",
+        r.task_id, r.attempt, r.worker_id, arg(ended), arg(pid), arg(exit_code), arg(sig),
+        r.core_dumped, r.oom_kills, arg(peak), arg(user), arg(sys), arg(wall), arg(outcome),
+        arg(error), arg(tail));
+    return res.affected_rows() > 0;
+}
+
+}  // namespace
+
+std::string to_iso8601(TimePoint t) {
+    using namespace std::chrono;
+    auto micros = floor<microseconds>(t.time_since_epoch()).count();
+    auto secs = micros / 1000000;
+    auto frac = micros % 1000000;
+    if (frac < 0) {
+        frac += 1000000;
+        secs -= 1;
+    }
+    std::time_t tt = static_cast<std::time_t>(secs);
+    std::tm tm{};
+    ::gmtime_r(&tt, &tm);
+    char buf[80];
+    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900,
+                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                  static_cast<long>(frac));
+    return buf;
+}
+
+TimePoint parse_iso8601(std::string_view text) {
+    auto fail = [&] {
+        return std::invalid_argument("bad UTC timestamp '" + std::string(text) + "'");
+    };
+    std::string s(text);
+    std::tm tm{};
+    int consumed = 0;
+    if (std::sscanf(s.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon,
+                    &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &consumed) != 6 ||
+        consumed != 19) {
+        throw fail();
+    }
+    std::size_t pos = 19;
+    long micros = 0;
+    if (pos < s.size() && s[pos] == '.') {
+        ++pos;
+        int digits = 0;
+        while (pos < s.size() && s[pos] >= '0' && s[pos] <= '9') {
+            if (digits < 6) micros = micros * 10 + (s[pos] - '0');
+            ++digits;
+            ++pos;
+        }
+        if (digits == 0) throw fail();
+        for (; digits < 6; ++digits) micros *= 10;
+    }
+    if (pos + 1 != s.size() || s[pos] != 'Z') throw fail();
+    if (tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 ||
+        tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60) {
+        throw fail();
+    }
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    std::time_t secs = ::timegm(&tm);
+    return TimePoint(std::chrono::seconds(secs) + std::chrono::microseconds(micros));
+}
+
+const char* to_status_word(FinalStatus status) {
+    switch (status) {
+    case FinalStatus::Completed: return "completed";
+    case FinalStatus::Failed: return "failed";
+    case FinalStatus::Cancelled: return "cancelled";
+    case FinalStatus::Retry: return "pending";
+    }
+    return "failed";
+}
+
+FinalStatus parse_status_word(std::string_view word) {
+    if (word == "completed") return FinalStatus::Completed;
+    if (word == "failed") return FinalStatus::Failed;
+    if (word == "cancelled") return FinalStatus::Cancelled;
+    if (word == "pending") return FinalStatus::Retry;
+    throw std::invalid_argument("unknown final task status '" + std::string(word) + "'");
+}
+
+json to_json(const FinishRecord& r) {
+    json j{{"kind", kFinishAttempt}};
+    put_fence(j, r.task_id, r.attempt, r.worker_id);
+    put_optional(j, "pid", r.pid);
+    put_optional(j, "exit_code", r.exit_code);
+    put_optional(j, "signal", r.signal);
+    j["core_dumped"] = r.core_dumped;
+    j["oom_kills"] = r.oom_kills;
+    put_optional(j, "peak_memory_bytes", r.peak_memory_bytes);
+    put_optional(j, "cpu_user_seconds", r.cpu_user_seconds);
+    put_optional(j, "cpu_sys_seconds", r.cpu_sys_seconds);
+    put_optional(j, "wall_seconds", r.wall_seconds);
+    j["outcome"] = r.outcome;
+    j["stderr_tail"] = r.stderr_tail;
+    j["error"] = r.error;
+    j["error_type"] = r.error_type;
+    if (r.result) j["result"] = *r.result;
+    j["status"] = to_status_word(r.status);
+    if (r.not_before) j["not_before"] = to_iso8601(*r.not_before);
+    j["ended_at"] = to_iso8601(r.ended_at);
+    return j;
+}
+
+FinishRecord finish_from_json(const json& entry) {
+    json j = flatten(entry);
+    expect_kind(j, kFinishAttempt);
+    FinishRecord r;
+    r.task_id = required_field<std::string>(j, "task_id");
+    r.attempt = required_field<int>(j, "attempt");
+    r.worker_id = required_field<std::string>(j, "worker_id");
+    r.pid = optional_field<int>(j, "pid");
+    r.exit_code = optional_field<int>(j, "exit_code");
+    r.signal = optional_field<int>(j, "signal");
+    r.core_dumped = optional_field<bool>(j, "core_dumped").value_or(false);
+    r.oom_kills = optional_field<int>(j, "oom_kills").value_or(0);
+    r.peak_memory_bytes = optional_field<std::uint64_t>(j, "peak_memory_bytes");
+    r.cpu_user_seconds = optional_field<double>(j, "cpu_user_seconds");
+    r.cpu_sys_seconds = optional_field<double>(j, "cpu_sys_seconds");
+    r.wall_seconds = optional_field<double>(j, "wall_seconds");
+    r.outcome = required_field<std::string>(j, "outcome");
+    r.stderr_tail = optional_field<std::string>(j, "stderr_tail").value_or("");
+    r.error = optional_field<std::string>(j, "error").value_or("");
+    r.error_type = optional_field<std::string>(j, "error_type").value_or("");
+    if (auto it = j.find("result"); it != j.end() && !it->is_null()) {
+        r.result = *it;
+        if (it->is_string()) {
+            auto parsed = json::parse(it->get<std::string>(), nullptr, false);
+            if (!parsed.is_discarded()) r.result = std::move(parsed);
+        }
+    }
+    r.status = parse_status_word(required_field<std::string>(j, "status"));
+    bool has_end = j.contains("ended_at") && !j["ended_at"].is_null();
+    r.ended_at = required_time(j, has_end ? "ended_at" : "journaled_at");
+    if (j.contains("not_before") && !j["not_before"].is_null()) {
+        r.not_before = required_time(j, "not_before");
+    } else if (auto delay = optional_field<double>(j, "retry_delay");
+               delay && r.status == FinalStatus::Retry) {
+        r.not_before = r.ended_at + std::chrono::duration_cast<TimePoint::duration>(
+                                        std::chrono::duration<double>(*delay));
+    }
+    return r;
+}
+
+json to_json(const ProgressRecord& r) {
+    json j{{"kind", kProgress}};
+    put_fence(j, r.task_id, r.attempt, r.worker_id);
+    j["percent"] = r.percent;
+    j["stage"] = r.stage;
+    return j;
+}
+
+ProgressRecord progress_from_json(const json& entry) {
+    json j = flatten(entry);
+    expect_kind(j, kProgress);
+    ProgressRecord r;
+    r.task_id = required_field<std::string>(j, "task_id");
+    r.attempt = required_field<int>(j, "attempt");
+    r.worker_id = required_field<std::string>(j, "worker_id");
+    r.percent = required_field<double>(j, "percent");
+    r.stage = optional_field<std::string>(j, "stage").value_or("");
+    return r;
+}
+
+json to_json(const WorkerStoppedRecord& r) {
+    json j{{"kind", kWorkerStopped}, {"worker_id", r.worker_id}};
+    if (r.at) j["at"] = to_iso8601(*r.at);
+    return j;
+}
+
+WorkerStoppedRecord worker_stopped_from_json(const json& entry) {
+    json j = flatten(entry);
+    expect_kind(j, kWorkerStopped);
+    WorkerStoppedRecord r;
+    r.worker_id = required_field<std::string>(j, "worker_id");
+    if (j.contains("at") && !j["at"].is_null()) r.at = required_time(j, "at");
+    return r;
+}
+
+ApplyResult apply_finish(pqxx::work& tx, const FinishRecord& r) {
+    const char* status = to_status_word(r.status);
+    Text ended = to_iso8601(r.ended_at);
+    Text not_before = to_iso8601(r.not_before.value_or(r.ended_at));
+    Text error = text_of(r.error), error_type = text_of(r.error_type);
+    Text result = text_of(r.result);
+
+    // The task row first: it is the authority on who owns the attempt.
+    ApplyResult out;
+    auto res = tx.exec_params(
+        "UPDATE tasks SET status = $4::text, error = $5, error_type = $6,"
+        " result = $7::jsonb,"
+        " progress = CASE $4::text WHEN 'completed' THEN 100 WHEN 'pending' THEN 0"
+        "            ELSE progress END,"
+        " stage = CASE WHEN $4::text = 'pending' THEN NULL ELSE stage END,"
+        " worker_id = CASE WHEN $4::text = 'pending' THEN NULL ELSE worker_id END,"
+        " not_before = CASE WHEN $4::text = 'pending' THEN $8::timestamptz"
+        "              ELSE not_before END,"
+        " finished_at = CASE WHEN $4::text = 'pending' THEN NULL ELSE $9::timestamptz END,"
+        " updated_at = now()"
+        " WHERE id = $1::uuid AND attempts = $2::integer AND status = 'inprogress'"
+        " AND worker_id = $3::uuid",
+        r.task_id, r.attempt, r.worker_id, status, arg(error), arg(error_type), arg(result),
+        arg(not_before), arg(ended));
+    out.task_row = res.affected_rows() > 0;
+
+    // A writer whose task row moved on may still close its own attempt row if
+    // nobody else did (ended_at IS NULL), but never creates one.
+    out.attempt_row = close_attempt_row(tx, r, ended,
+                                        out.task_row ? MissingRow::Insert : MissingRow::Skip);
+    return out;
+}
+
+ApplyResult apply_progress(pqxx::work& tx, const ProgressRecord& r) {
+    Text stage = text_of(r.stage);
+    auto res = tx.exec_params(
+        "UPDATE tasks SET progress = $4::float8, stage = COALESCE($5, stage),"
+        " updated_at = now()"
+        " WHERE id = $1::uuid AND attempts = $2::integer AND status = 'inprogress'"
+        " AND worker_id = $3::uuid AND progress <= $4::float8",
+        r.task_id, r.attempt, r.worker_id, r.percent, arg(stage));
+    ApplyResult out;
+    out.task_row = res.affected_rows() > 0;
+    return out;
+}
+
+ApplyResult apply_worker_stopped(pqxx::work& tx, const WorkerStoppedRecord& r) {
+    Text at = r.at ? Text(to_iso8601(*r.at)) : std::nullopt;
+    auto res = tx.exec_params(
+        "UPDATE workers SET stopped_at = COALESCE($2::timestamptz, now()),"
+        " heartbeat_at = GREATEST(heartbeat_at, COALESCE($2::timestamptz, now()))"
+        " WHERE id = $1::uuid AND stopped_at IS NULL",
+        r.worker_id, arg(at));
+    ApplyResult out;
+    out.task_row = res.affected_rows() > 0;
+    return out;
+}
+
+ApplyResult apply_entry(pqxx::work& tx, const json& entry) {
+    if (!entry.is_object()) throw std::invalid_argument("journal entry is not an object");
+    auto kind = canonical_kind(required_field<std::string>(entry, "kind"));
+    if (kind == kFinishAttempt) return apply_finish(tx, finish_from_json(entry));
+    if (kind == kProgress) return apply_progress(tx, progress_from_json(entry));
+    if (kind == kWorkerStopped) return apply_worker_stopped(tx, worker_stopped_from_json(entry));
+    // A heartbeat from the past proves nothing now.
+    if (kind == "heartbeat") return {};
+    throw std::invalid_argument("unknown journal entry kind '" + kind + "'");
+}
+
+}  // namespace pv
