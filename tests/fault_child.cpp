@@ -67,7 +67,11 @@ Reads the request JSON from --request FILE (or stdin) and behaves as its "fault"
                        forever, then finish                    code, pid_file, close_fds
   hang                 sleep forever
   ignore_sigterm       SIG_IGN SIGTERM (and SIGINT), then hang
-  stderr_flood         write bytes to stderr, then succeed     bytes (10 MB), stream
+  stderr_flood         write bytes to stderr, then succeed     bytes (10 MB), stream,
+                       (or exit with code when code is set)    code
+  flaky                retryable error event and exit 1 while  fail_attempts (1),
+                       PV_ATTEMPT <= fail_attempts, then       error_type
+                       succeed
   bad_events           invalid and overlong event lines, then succeed
   inspect              succeed; the result describes the process (fds, signal mask,
                        ignored signals, session, uid, cwd, cgroups, PV_* environment)
@@ -210,6 +214,7 @@ public:
             {"ignore_sigterm", [&] { return ignore_sigterm(); }},
             {"stderr_flood", [&] { return stderr_flood(); }},
             {"bad_events", [&] { return bad_events(); }},
+            {"flaky", [&] { return flaky(); }},
             {"inspect", [&] { return inspect(); }},
         };
         auto it = table.find(fault);
@@ -424,7 +429,21 @@ private:
         const std::string tail = "\nfault_child: flood done\n";
         write_all(fd, tail.data(), tail.size());
         std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
+        if (m_req.contains("code")) return static_cast<int>(num(m_req, "code", 1));
         m_events.result(result_body({{"flood_bytes", written}, {"flood_seconds", took.count()}}));
+        return 0;
+    }
+
+    int flaky() {
+        const char* env = std::getenv("PV_ATTEMPT");
+        const int attempt = env ? std::atoi(env) : 1;
+        if (attempt <= static_cast<int>(num(m_req, "fail_attempts", 1))) {
+            m_events.error(str(m_req, "error_type", "asset"),
+                           "fault_child: flaky failure on attempt " + std::to_string(attempt),
+                           true);
+            return 1;
+        }
+        m_events.result(result_body({{"attempt", attempt}}));
         return 0;
     }
 

@@ -1,0 +1,545 @@
+# SPDX-License-Identifier: MIT
+"""Fixtures for the supervisor integration and chaos tests.
+
+One private PostgreSQL per session (scripts/pg.sh in a temp state folder), the
+schema from `supervisor --migrate`, clean tables per test, and a harness (`pv`)
+that inserts tasks, runs supervisors with flags and environment, reads the rows
+back and checks that nothing is left behind: no task cgroup, no work folder, no
+process of the test's children.
+
+The build folder comes from PV_BUILD_DIR (set by `meson test`); without it the
+first of build/, build-*/ holding both programs is used.
+"""
+
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import psycopg2
+import psycopg2.extras
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+# Environment variables the supervisor reads (supervisor/CLI.md); the caller's
+# values must not leak into a test run.
+SUPERVISOR_ENV = [
+    "MAX_CHILDREN", "CHILD_COMMAND", "CHILD_USER", "TASK_TIMEOUT", "TERM_GRACE",
+    "SHUTDOWN_GRACE", "MEMORY_WARNING_THRESHOLD", "MEMORY_CRITICAL_THRESHOLD",
+    "ENABLE_SIGNAL_HANDLING", "DB_RETRY_ATTEMPTS", "DB_RETRY_DELAY", "POLL_INTERVAL",
+    "WORK_ROOT", "STATE_DIR", "SUPERVISOR_INSTANCE", "CGROUP_MODE", "RETRY_BASE_DELAY",
+    "RETRY_ON", "LEASE_SECONDS", "HEARTBEAT_SECONDS", "LOG_FORMAT", "LOG_LEVEL",
+    "EXIT_WHEN_IDLE", "DATABASE_URL", "PGHOST", "PGPORT", "PGUSER", "PGDATABASE",
+    "PGPASSWORD", "PGSERVICE",
+]
+
+TERMINAL = ("completed", "failed", "cancelled")
+
+
+def wait_until(predicate, timeout, interval=0.05, what="condition"):
+    """Polls `predicate` until it returns a truthy value; fails after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def _find_build_dir():
+    env = os.environ.get("PV_BUILD_DIR")
+    if env:
+        return Path(env)
+    for cand in [REPO_ROOT / "build", *sorted(REPO_ROOT.glob("build-*"))]:
+        if (cand / "supervisor" / "supervisor").exists() and (cand / "tests" / "fault_child").exists():
+            return cand
+    return REPO_ROOT / "build"
+
+
+BUILD_DIR = _find_build_dir()
+SUPERVISOR = BUILD_DIR / "supervisor" / "supervisor"
+FAULT_CHILD = BUILD_DIR / "tests" / "fault_child"
+
+
+# --- processes and cgroups -------------------------------------------------
+
+def _proc_pids():
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            yield int(name)
+
+
+def proc_stat(pid):
+    """(state, ppid, comm) of a process, or None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            data = f.read()
+    except OSError:
+        return None
+    comm = data[data.index("(") + 1:data.rindex(")")]
+    rest = data[data.rindex(")") + 2:].split()
+    return rest[0], int(rest[1]), comm
+
+
+def proc_cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def processes_with(marker):
+    """Live (non-zombie) processes whose command line contains `marker`."""
+    found = []
+    for pid in _proc_pids():
+        if pid == os.getpid():
+            continue
+        if marker in proc_cmdline(pid):
+            st = proc_stat(pid)
+            if st and st[0] != "Z":
+                found.append(pid)
+    return found
+
+
+def zombie_children(ppid):
+    found = []
+    for pid in _proc_pids():
+        st = proc_stat(pid)
+        if st and st[1] == ppid and st[0] == "Z":
+            found.append(pid)
+    return found
+
+
+def pid_alive(pid):
+    st = proc_stat(pid)
+    return st is not None and st[0] != "Z"
+
+
+def _own_cgroup_paths():
+    """{'memory': '/x/y', 'unified': '/'} for this process (hybrid or v1 or v2)."""
+    paths = {}
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            hid, controllers, path = line.rstrip("\n").split(":", 2)
+            if hid == "0":
+                paths["unified"] = path
+            elif "memory" in controllers.split(","):
+                paths["memory"] = path
+    return paths
+
+
+def _cgroup_mounts():
+    """{'memory': mountpoint, 'unified': mountpoint} from /proc/self/mountinfo."""
+    mounts = {}
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, right = line.rstrip("\n").split(" - ", 1)
+            fields = left.split()
+            fstype, _source, options = right.split(" ", 2)
+            mountpoint = fields[4]
+            if fstype == "cgroup2":
+                mounts.setdefault("unified", mountpoint)
+            elif fstype == "cgroup" and "memory" in options.split(","):
+                mounts.setdefault("memory", mountpoint)
+    return mounts
+
+
+def instance_cgroup_dirs(instance):
+    """The folders where a supervisor with `instance` keeps its task cgroups."""
+    paths = _own_cgroup_paths()
+    mounts = _cgroup_mounts()
+    dirs = []
+    for kind in ("memory", "unified"):
+        if kind in paths and kind in mounts:
+            base = Path(mounts[kind] + paths[kind])
+            dirs.append(base / f"protovideo-{instance}")
+            # On cgroup v2 the supervisor may move itself into a "supervisor"
+            # leaf and put the instance folder beside it.
+            dirs.append(base.parent / f"protovideo-{instance}")
+    return sorted(set(dirs))
+
+
+def task_cgroups(instance):
+    found = []
+    for d in instance_cgroup_dirs(instance):
+        if d.is_dir():
+            found.extend(str(p) for p in d.glob("task-*") if p.is_dir())
+    return found
+
+
+def _force_remove_cgroups(instance):
+    """Teardown only: kill what is left in the test's cgroups and remove them."""
+    for d in instance_cgroup_dirs(instance):
+        if not d.is_dir():
+            continue
+        for cg in sorted(d.glob("**/"), key=lambda p: -len(p.parts)):
+            procs = cg / "cgroup.procs"
+            for _ in range(50):
+                try:
+                    pids = [int(x) for x in procs.read_text().split()]
+                except OSError:
+                    pids = []
+                if not pids:
+                    break
+                for pid in pids:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                time.sleep(0.05)
+            try:
+                os.rmdir(cg)
+            except OSError:
+                pass
+
+
+# --- JSON logs ---------------------------------------------------------------
+
+def parse_log_lines(text):
+    records, bad = [], []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            bad.append(line)
+            continue
+        if isinstance(obj, dict):
+            records.append(obj)
+        else:
+            bad.append(line)
+    return records, bad
+
+
+class Supervisor:
+    """One supervisor subprocess; stdout and stderr go to files in the test folder."""
+
+    def __init__(self, argv, env, log_dir, name):
+        self.argv = argv
+        self.out_path = log_dir / f"{name}.stdout"
+        self.err_path = log_dir / f"{name}.stderr"
+        self._out = open(self.out_path, "wb")
+        self._err = open(self.err_path, "wb")
+        self.proc = subprocess.Popen(argv, env=env, stdout=self._out, stderr=self._err,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        self.pid = self.proc.pid
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def wait(self, timeout):
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"supervisor {self.pid} still running after {timeout}s\n{self.tail()}")
+        self._close()
+        return rc
+
+    def signal(self, sig):
+        if self.alive():
+            self.proc.send_signal(sig)
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        """Sends `sig` and waits; SIGKILLs (and fails) if it does not exit in time."""
+        if self.alive():
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                self._close()
+                pytest.fail(f"supervisor {self.pid} ignored signal {sig} for {timeout}s")
+        self._close()
+        return self.proc.returncode
+
+    def kill(self):
+        if self.alive():
+            self.proc.kill()
+            self.proc.wait()
+        self._close()
+
+    def _close(self):
+        for f in (self._out, self._err):
+            if not f.closed:
+                f.close()
+
+    def output(self):
+        text = ""
+        for p in (self.out_path, self.err_path):
+            try:
+                text += p.read_text(errors="replace")
+            except OSError:
+                pass
+        return text
+
+    def logs(self):
+        """JSON log records from stdout and stderr."""
+        return parse_log_lines(self.output())[0]
+
+    def non_json_lines(self):
+        return parse_log_lines(self.output())[1]
+
+    def tail(self, n=40):
+        return "\n".join(self.output().splitlines()[-n:])
+
+
+# --- the harness ---------------------------------------------------------------
+
+class Harness:
+    def __init__(self, database_url, tmp, test_name):
+        self.database_url = database_url
+        self.tmp = tmp
+        slug = re.sub(r"[^a-z0-9]+", "-", test_name.lower()).strip("-")[:24]
+        self.instance = f"it-{slug}-{uuid.uuid4().hex[:6]}"
+        self.marker = f"pvit-{uuid.uuid4().hex[:12]}"
+        self.work_root = tmp / "work"
+        self.state_dir = tmp / "state"
+        # Children may run as an unprivileged user; give them a folder they can
+        # write pid files into.
+        self.shared = tmp / "shared"
+        for d in (self.work_root, self.state_dir, self.shared):
+            d.mkdir(parents=True, exist_ok=True)
+        os.chmod(tmp, 0o755)
+        os.chmod(self.shared, 0o777)
+        self.supervisors = []
+        self.instances = {self.instance}
+        self.conn = psycopg2.connect(database_url)
+        self.conn.autocommit = True
+        self.host = socket.gethostname()
+
+    # database
+
+    def sql(self, query, args=None):
+        with self.conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+            cur.execute(query, args)
+            if cur.description is None:
+                return []
+            return [dict(r) for r in cur.fetchall()]
+
+    def clean_tables(self):
+        self.sql("TRUNCATE task_attempts, tasks, workers CASCADE")
+
+    def insert(self, request, max_attempts=1, timeout_seconds=None):
+        if "fault" in request:
+            request = dict(request)
+            request.setdefault("marker", self.marker)
+        rows = self.sql(
+            "INSERT INTO tasks (request, max_attempts, timeout_seconds)"
+            " VALUES (%s, %s, %s) RETURNING id::text AS id",
+            (json.dumps(request), max_attempts, timeout_seconds))
+        return rows[0]["id"]
+
+    def insert_many(self, requests, max_attempts=1):
+        return [self.insert(r, max_attempts=max_attempts) for r in requests]
+
+    def task(self, task_id):
+        rows = self.sql("SELECT *, id::text AS id FROM tasks WHERE id = %s", (task_id,))
+        assert rows, f"task {task_id} not found"
+        return rows[0]
+
+    def attempts(self, task_id):
+        return self.sql(
+            "SELECT * FROM task_attempts WHERE task_id = %s ORDER BY attempt", (task_id,))
+
+    def wait_status(self, task_id, statuses, timeout=30):
+        if isinstance(statuses, str):
+            statuses = (statuses,)
+
+        def check():
+            t = self.task(task_id)
+            return t if t["status"] in statuses else None
+        return wait_until(check, timeout, what=f"task {task_id} to reach {statuses}")
+
+    def wait_running(self, task_id, timeout=30):
+        """Waits until the task is in progress with a child pid recorded."""
+        def check():
+            t = self.task(task_id)
+            if t["status"] != "inprogress":
+                return None
+            rows = self.sql(
+                "SELECT pid FROM task_attempts WHERE task_id = %s AND ended_at IS NULL"
+                " AND pid IS NOT NULL ORDER BY attempt DESC LIMIT 1", (task_id,))
+            return rows[0]["pid"] if rows else None
+        return wait_until(check, timeout, what=f"task {task_id} to run")
+
+    # supervisors
+
+    def child_command(self):
+        return f"{FAULT_CHILD} --marker {self.marker}"
+
+    def supervisor_env(self, env=None):
+        e = {k: v for k, v in os.environ.items() if k not in SUPERVISOR_ENV}
+        e["DATABASE_URL"] = self.database_url
+        e["WORK_ROOT"] = str(self.work_root)
+        if env:
+            e.update({k: str(v) for k, v in env.items()})
+        return e
+
+    def argv(self, *flags, exit_when_idle=True, child_command=None, max_children=2,
+             task_timeout=60):
+        """Supervisor argv: test defaults, minus any flag that `flags` sets itself."""
+        defaults = {
+            "--max-children": str(max_children),
+            "--child-command": child_command or self.child_command(),
+            "--task-timeout": str(task_timeout),
+            "--log-format": "json",
+            "--instance": self.instance,
+            "--state-dir": str(self.state_dir),
+            "--work-root": str(self.work_root),
+            "--retry-base-delay": "0.2",
+            "--poll-interval": "1",
+        }
+        given = {str(f) for f in flags if str(f).startswith("--")}
+        argv = [str(SUPERVISOR)]
+        for name, value in defaults.items():
+            if name not in given:
+                argv += [name, value]
+        if exit_when_idle and "--exit-when-idle" not in given:
+            argv.append("--exit-when-idle")
+        argv.extend(str(f) for f in flags)
+        return argv
+
+    def start(self, *flags, env=None, exit_when_idle=False, **kw):
+        name = f"supervisor-{len(self.supervisors)}"
+        flags_list = [str(f) for f in flags]
+        if "--instance" in flags_list:
+            self.instances.add(flags_list[flags_list.index("--instance") + 1])
+        sup = Supervisor(self.argv(*flags, exit_when_idle=exit_when_idle, **kw),
+                         self.supervisor_env(env), self.tmp, name)
+        self.supervisors.append(sup)
+        return sup
+
+    def run(self, *flags, env=None, timeout=90, expect_rc=0, **kw):
+        """Runs a supervisor with --exit-when-idle to completion and returns it."""
+        sup = self.start(*flags, env=env, exit_when_idle=True, **kw)
+        rc = sup.wait(timeout)
+        if expect_rc is not None:
+            assert rc == expect_rc, f"supervisor exited {rc}\n{sup.tail()}"
+        return sup
+
+    # leftovers
+
+    def leftovers(self):
+        problems = []
+        cgs = [cg for inst in sorted(self.instances) for cg in task_cgroups(inst)]
+        if cgs:
+            problems.append(f"task cgroups left: {cgs}")
+        if self.work_root.exists():
+            entries = sorted(os.listdir(self.work_root))
+            if entries:
+                problems.append(f"work root not empty: {entries}")
+        procs = processes_with(self.marker)
+        if procs:
+            problems.append("processes left: " + "; ".join(
+                f"{p} {proc_cmdline(p)[:120]}" for p in procs))
+        for sup in self.supervisors:
+            if sup.alive():
+                zombies = zombie_children(sup.pid)
+                if zombies:
+                    problems.append(f"zombie children of supervisor {sup.pid}: {zombies}")
+        return problems
+
+    def assert_clean(self, timeout=10):
+        """Nothing of the test's tasks remains (waits briefly for teardown)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            problems = self.leftovers()
+            if not problems:
+                return
+            if time.monotonic() > deadline:
+                pytest.fail("leftovers after the run:\n  " + "\n  ".join(problems))
+            time.sleep(0.1)
+
+    def teardown(self):
+        for sup in self.supervisors:
+            if sup.alive():
+                sup.signal(signal.SIGTERM)
+                try:
+                    sup.proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    sup.kill()
+            sup._close()
+        # Whatever a broken run left behind must not disturb the next test.
+        for pid in processes_with(self.marker):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for inst in self.instances:
+            _force_remove_cgroups(inst)
+        self.conn.close()
+
+
+# --- fixtures ----------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def database_url():
+    if not SUPERVISOR.exists():
+        pytest.fail(f"supervisor not built: {SUPERVISOR} (set PV_BUILD_DIR)")
+    if not FAULT_CHILD.exists():
+        pytest.fail(f"fault_child not built: {FAULT_CHILD} (set PV_BUILD_DIR)")
+    state = tempfile.mkdtemp(prefix="pvit-pg-")
+    os.chmod(state, 0o755)
+    pg = REPO_ROOT / "scripts" / "pg.sh"
+    out = subprocess.run([str(pg), "start", state], capture_output=True, text=True, timeout=180)
+    if out.returncode != 0:
+        pytest.fail(f"pg.sh start failed: {out.stderr}")
+    url = out.stdout.strip().splitlines()[-1]
+    env = {k: v for k, v in os.environ.items() if k not in SUPERVISOR_ENV}
+    env["DATABASE_URL"] = url
+    mig = subprocess.run([str(SUPERVISOR), "--migrate", "--log-format", "json"], env=env,
+                         capture_output=True, text=True, timeout=120)
+    if mig.returncode != 0:
+        subprocess.run([str(pg), "destroy", state], capture_output=True, timeout=120)
+        pytest.fail(f"supervisor --migrate failed ({mig.returncode}): {mig.stdout}{mig.stderr}")
+    yield url
+    subprocess.run([str(pg), "destroy", state], capture_output=True, timeout=120)
+    shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest.fixture
+def pv(database_url, request):
+    tmp = Path(tempfile.mkdtemp(prefix="pvit-"))
+    h = Harness(database_url, tmp, request.node.name)
+    h.clean_tables()
+    yield h
+    h.teardown()
+    failed = getattr(request.node, "rep_call", None)
+    if failed is None or not failed.failed:
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        print(f"kept test folder {tmp}")
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
+
+
+@pytest.fixture
+def rng():
+    seed = int(os.environ.get("PV_TEST_SEED", random.randrange(1 << 30)))
+    print(f"PV_TEST_SEED={seed}")
+    return random.Random(seed)
+
+
+def log_records_for(sup, task_id):
+    return [r for r in sup.logs() if r.get("task_id") == task_id]
+

@@ -1,0 +1,114 @@
+# SPDX-License-Identifier: MIT
+"""Kill-a-child chaos: many short tasks, random children SIGKILLed from outside
+while the supervisor runs them. Every task must end terminal with the right
+reason, and nothing may be left behind."""
+
+import os
+import signal
+import time
+
+from conftest import TERMINAL, proc_cmdline, proc_stat, wait_until, zombie_children
+
+SIGKILL_TEXT = "Process terminated by signal: SIGKILL (SIG9)"
+
+TASKS = 40
+KILLS = 15
+
+
+def running_children(pv):
+    """(task_id, pid) of attempts whose child is running right now."""
+    return [(r["task_id"], r["pid"]) for r in pv.sql(
+        "SELECT a.task_id::text AS task_id, a.pid FROM task_attempts a"
+        " JOIN tasks t ON t.id = a.task_id"
+        " WHERE a.ended_at IS NULL AND a.pid IS NOT NULL AND t.status = 'inprogress'")]
+
+
+def is_our_child(pv, pid, task_id):
+    """True when `pid` is still the fault_child running `task_id` (not a reused pid,
+    not the supervisor's fork before exec, not a zombie)."""
+    cmd = proc_cmdline(pid)
+    st = proc_stat(pid)
+    return (st is not None and st[0] not in ("Z", "X") and pv.marker in cmd
+            and task_id in cmd)
+
+
+def test_kill_random_children(pv, rng):
+    seconds = [round(rng.uniform(1.0, 3.0), 2) for _ in range(TASKS)]
+    ids = pv.insert_many([{"fault": "sleep_then_succeed", "seconds": s} for s in seconds])
+    sup = pv.start(max_children=4)
+
+    killed = {}
+    deadline = time.monotonic() + 120
+    while len(killed) < KILLS and time.monotonic() < deadline:
+        candidates = [(t, p) for t, p in running_children(pv)
+                      if t not in killed and is_our_child(pv, p, t)]
+        if not candidates:
+            if not pv.sql("SELECT 1 FROM tasks WHERE status IN ('pending', 'inprogress')"):
+                break
+            time.sleep(0.05)
+            continue
+        task_id, pid = rng.choice(candidates)
+        # Let it run a moment so kills land at different points of its life.
+        time.sleep(rng.uniform(0.0, 0.4))
+        if not is_our_child(pv, pid, task_id):
+            continue
+        os.kill(pid, signal.SIGKILL)
+        killed[task_id] = pid
+        time.sleep(rng.uniform(0.1, 0.5))
+
+    def all_terminal():
+        rows = pv.sql("SELECT count(*) AS n FROM tasks WHERE status = ANY(%s)",
+                      (list(TERMINAL),))
+        return rows[0]["n"] == TASKS
+    wait_until(all_terminal, 180, interval=0.2, what="every task to end")
+    assert len(killed) >= 10, f"only {len(killed)} children could be killed"
+
+    # The supervisor must not keep zombies while idle.
+    wait_until(lambda: not zombie_children(sup.pid), 5, what="no zombie children")
+    assert sup.alive(), sup.tail()
+
+    raced = []
+    for tid in ids:
+        task = pv.task(tid)
+        attempts = pv.attempts(tid)
+        assert len(attempts) == 1, (task, attempts)
+        a = attempts[0]
+        if tid in killed and not (task["status"] == "completed" and a["signal"] is None):
+            assert task["status"] == "failed", task
+            assert task["error"] == SIGKILL_TEXT, task
+            assert task["error_type"] == "signal", task
+            assert a["signal"] == 9 and a["exit_code"] is None, a
+            assert a["outcome"] == "signal", a
+            assert a["pid"] == killed[tid], a
+            assert a["oom_kills"] == 0, a
+        elif tid in killed:
+            # The kill reached a child that had already exited by itself.
+            raced.append(tid)
+        else:
+            assert task["status"] == "completed", task
+            assert task["error"] is None and task["error_type"] is None, task
+            assert a["outcome"] == "completed" and a["exit_code"] == 0, a
+    assert len(raced) <= 2, f"too many kills raced with normal exits: {raced}"
+
+    assert sup.stop() == 0, sup.tail()
+    pv.assert_clean()
+
+
+def test_two_supervisors_share_one_queue(pv):
+    """Two supervisors (distinct instances, as on two hosts) drain one queue: every
+    task is claimed exactly once and both take work."""
+    ids = pv.insert_many([{"fault": "sleep_then_succeed", "seconds": 1.0} for _ in range(20)])
+    first = pv.start(max_children=3)
+    second = pv.start("--instance", pv.instance + "-b", max_children=3)
+    wait_until(lambda: pv.sql(
+        "SELECT count(*) AS n FROM tasks WHERE status = 'completed'")[0]["n"] == len(ids),
+        120, interval=0.2, what="all tasks to complete")
+    for tid in ids:
+        attempts = pv.attempts(tid)
+        assert len(attempts) == 1, attempts
+        assert pv.task(tid)["attempts"] == 1
+    workers = {a["worker_id"] for tid in ids for a in pv.attempts(tid)}
+    assert len(workers) == 2, "both supervisors should have taken work"
+    assert first.stop() == 0, first.tail()
+    assert second.stop() == 0, second.tail()
+    pv.assert_clean()
