@@ -22,7 +22,9 @@ namespace {
 
 using nlohmann::json;
 
-void print_json(const json& doc) { std::cout << doc.dump(2) << '\n'; }
+void print_json(const json& doc) {
+    std::cout << doc.dump(2) << '\n';
+}
 
 std::string read_input(const std::string& file) {
     if (file == "-") {
@@ -43,9 +45,9 @@ json parse_body(const std::string& text, const std::string& file) {
         return json::parse(text);
     } catch (const json::parse_error& e) {
         std::string where = file == "-" ? "standard input" : file;
-        throw CommandError(ExitCode::Usage,
-                           fmt::format("invalid request: {} is not valid JSON ({})", where,
-                                       e.what()));
+        throw CommandError(
+            ExitCode::Usage,
+            fmt::format("invalid request: {} is not valid JSON ({})", where, e.what()));
     }
 }
 
@@ -56,16 +58,16 @@ void validate(const json& body) {
     } catch (const pv::InvalidRequest& e) {
         throw CommandError(ExitCode::Usage, std::string("invalid request: ") + e.what());
     } catch (const std::exception& e) {
-        throw CommandError(ExitCode::Usage,
-                           std::string("cannot validate the request: ") + e.what() +
-                               " (--no-validate inserts it unchecked)");
+        throw CommandError(ExitCode::Usage, std::string("cannot validate the request: ") +
+                                                e.what() + " (--no-validate inserts it unchecked)");
     }
 }
 
 /// One JSON value computed by the database; `null` when the query has no row.
 json query_json(pqxx::transaction_base& tx, const std::string& sql, const std::string& id) {
     auto r = tx.exec_params(sql, id);
-    if (r.empty() || r[0][0].is_null()) return nullptr;
+    if (r.empty() || r[0][0].is_null())
+        return nullptr;
     return json::parse(r[0][0].c_str());
 }
 
@@ -120,7 +122,8 @@ void print_attempt_text(const json& a, bool with_stderr) {
                format_timestamp(a["ended_at"]), format_seconds(a["wall_seconds"]));
     fmt::print("    {}  oom kills {}  peak memory {}  cpu {}\n", describe_exit(a), oom,
                format_megabytes(a["peak_memory_bytes"]), cpu);
-    if (a["error"].is_string()) fmt::print("    error: {}\n", a["error"].get<std::string>());
+    if (a["error"].is_string())
+        fmt::print("    error: {}\n", a["error"].get<std::string>());
     if (with_stderr && a["stderr_tail"].is_string()) {
         fmt::print("    stderr (last lines):\n");
         std::istringstream lines(a["stderr_tail"].get<std::string>());
@@ -130,17 +133,18 @@ void print_attempt_text(const json& a, bool with_stderr) {
 
 void print_task_text(const json& t, const json& attempts, bool with_stderr) {
     std::string status = t["status"].get<std::string>();
-    if (t["error_type"].is_string()) status += " (" + t["error_type"].get<std::string>() + ")";
+    if (t["error_type"].is_string())
+        status += " (" + t["error_type"].get<std::string>() + ")";
     if (t["cancel_requested"].get<bool>() && t["status"] == "inprogress") {
         status += ", cancel requested";
     }
-    std::string timeout = t["timeout_seconds"].is_number()
-                              ? format_seconds(t["timeout_seconds"])
-                              : "supervisor default";
+    std::string timeout = t["timeout_seconds"].is_number() ? format_seconds(t["timeout_seconds"])
+                                                           : "supervisor default";
 
     fmt::print("task      {}\n", t["id"].get<std::string>());
     fmt::print("status    {}\n", status);
-    if (t["error"].is_string()) fmt::print("error     {}\n", t["error"].get<std::string>());
+    if (t["error"].is_string())
+        fmt::print("error     {}\n", t["error"].get<std::string>());
     fmt::print("progress  {}  {}\n", progress_bar(t["progress"].get<double>(), 20),
                text_or(t["stage"], ""));
     fmt::print("output    {}\n", text_or(t["output"]));
@@ -158,10 +162,12 @@ void print_task_text(const json& t, const json& attempts, bool with_stderr) {
 }
 
 bool is_uuid(const std::string& s) {
-    if (s.size() != 36) return false;
+    if (s.size() != 36)
+        return false;
     for (std::size_t i = 0; i < s.size(); ++i) {
         bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-        if (dash ? s[i] != '-' : !std::isxdigit(static_cast<unsigned char>(s[i]))) return false;
+        if (dash ? s[i] != '-' : !std::isxdigit(static_cast<unsigned char>(s[i])))
+            return false;
     }
     return true;
 }
@@ -177,8 +183,8 @@ std::string resolve_task_id(pqxx::transaction_base& tx, const std::string& arg) 
     std::string id;
     for (char c : arg) id += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     bool well_formed = id.size() >= 4 && id.size() <= 36;
-    for (char c : id) well_formed = well_formed && (std::isxdigit(static_cast<unsigned char>(c)) ||
-                                                    c == '-');
+    for (char c : id)
+        well_formed = well_formed && (std::isxdigit(static_cast<unsigned char>(c)) || c == '-');
     if (!well_formed) {
         throw CommandError(ExitCode::Usage,
                            fmt::format("'{}' is not a task id (a UUID, or at least its first "
@@ -186,11 +192,13 @@ std::string resolve_task_id(pqxx::transaction_base& tx, const std::string& arg) 
                                        truncate(arg, 40)));
     }
     if (is_uuid(id)) {
-        if (status_of(tx, id).empty()) throw CommandError(ExitCode::NotFound, "no task " + id);
+        if (status_of(tx, id).empty())
+            throw CommandError(ExitCode::NotFound, "no task " + id);
         return id;
     }
     auto r = tx.exec_params("SELECT id::text FROM tasks WHERE id::text LIKE $1 || '%' LIMIT 2", id);
-    if (r.empty()) throw CommandError(ExitCode::NotFound, "no task with an id starting " + id);
+    if (r.empty())
+        throw CommandError(ExitCode::NotFound, "no task with an id starting " + id);
     if (r.size() > 1) {
         throw CommandError(ExitCode::NotFound,
                            "more than one task has an id starting " + id + "; give more of it");
@@ -227,11 +235,11 @@ void enqueue(const GlobalOptions& g, const EnqueueArgs& args) {
 
     std::string id = row[0].as<std::string>();
     if (g.json) {
-        print_json({{"id", id},
-                    {"status", "pending"},
-                    {"max_attempts", row[1].as<int>()},
-                    {"timeout_seconds", row[2].is_null() ? json(nullptr)
-                                                         : json(row[2].as<double>())}});
+        print_json(
+            {{"id", id},
+             {"status", "pending"},
+             {"max_attempts", row[1].as<int>()},
+             {"timeout_seconds", row[2].is_null() ? json(nullptr) : json(row[2].as<double>())}});
     } else {
         std::cout << id << '\n';
     }
@@ -242,7 +250,8 @@ void show(const GlobalOptions& g, const ShowArgs& args) {
     pqxx::read_transaction tx(db.conn());
     std::string id = resolve_task_id(tx, args.task);
     json task = query_json(tx, kTaskSql, id);
-    if (task.is_null()) throw CommandError(ExitCode::NotFound, "no task " + id);
+    if (task.is_null())
+        throw CommandError(ExitCode::NotFound, "no task " + id);
     json attempts = query_json(tx, kAttemptsSql, id);
     add_signal_names(attempts);
 
@@ -258,7 +267,8 @@ void show(const GlobalOptions& g, const ShowArgs& args) {
 }
 
 void list(const GlobalOptions& g, const ListArgs& args) {
-    if (args.limit < 1) throw CommandError(ExitCode::Usage, "--limit must be at least 1");
+    if (args.limit < 1)
+        throw CommandError(ExitCode::Usage, "--limit must be at least 1");
     Database db(g);
     pqxx::read_transaction tx(db.conn());
     auto r = tx.exec_params(R"sql(
@@ -328,11 +338,11 @@ void cancel(const GlobalOptions& g, const std::string& task) {
         // A running task is stopped by the supervisor that owns it; the trigger
         // on cancel_requested wakes it through pv_cancel.
         tx.exec_params0(
-            "UPDATE tasks SET cancel_requested = true, updated_at = now() WHERE id = $1::uuid",
-            id);
+            "UPDATE tasks SET cancel_requested = true, updated_at = now() WHERE id = $1::uuid", id);
         outcome = "cancel_requested";
         message = "cancel requested for " + id + "; its supervisor will stop it";
-        if (already) message += " (it had been requested already)";
+        if (already)
+            message += " (it had been requested already)";
     } else {
         throw CommandError(ExitCode::NotFound,
                            fmt::format("task {} is already {}; nothing to cancel", id, status));

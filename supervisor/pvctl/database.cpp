@@ -14,7 +14,8 @@ std::string one_line(const std::string& text) {
             space = !out.empty();
             continue;
         }
-        if (space) out += ' ';
+        if (space)
+            out += ' ';
         space = false;
         out += c;
     }
@@ -24,7 +25,8 @@ std::string one_line(const std::string& text) {
 Database::Database(const GlobalOptions& options) {
     std::string url = options.database_url;
     if (url.empty()) {
-        if (const char* env = std::getenv("DATABASE_URL")) url = env;
+        if (const char* env = std::getenv("DATABASE_URL"))
+            url = env;
     }
 
     // libpq reads PGCONNECT_TIMEOUT when the URL does not set connect_timeout;

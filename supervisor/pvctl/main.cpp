@@ -5,8 +5,8 @@
 // 3 database unreachable or unusable).
 #include "commands.hpp"
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include <csignal>
@@ -32,10 +32,11 @@ int main(int argc, char** argv) {
     std::signal(SIGPIPE, SIG_DFL);
 
     pv::ctl::GlobalOptions g;
-    CLI::App app{"pvctl: enqueue, inspect, cancel and retry ProtoVideo tasks.\n"
-                 "The database comes from --database-url, DATABASE_URL or libpq's PG* "
-                 "variables.\nExit codes: 0 ok, 1 not found or wrong state, 2 usage or invalid "
-                 "request, 3 database unreachable."};
+    CLI::App app{
+        "pvctl: enqueue, inspect, cancel and retry ProtoVideo tasks.\n"
+        "The database comes from --database-url, DATABASE_URL or libpq's PG* "
+        "variables.\nExit codes: 0 ok, 1 not found or wrong state, 2 usage or invalid "
+        "request, 3 database unreachable."};
     app.set_version_flag("--version", "pvctl 0.1.0");
     app.require_subcommand(1);
     // Lets --json and --database-url follow the subcommand too.
@@ -45,14 +46,15 @@ int main(int argc, char** argv) {
                    "libpq URI or conninfo (default: DATABASE_URL, then PG* variables)");
 
     pv::ctl::EnqueueArgs enq;
-    auto* enqueue = app.add_subcommand("enqueue", "Validate a request and add it as a task; "
-                                                  "prints the task id");
-    enqueue->add_option("FILE", enq.file, "Request JSON file, or - for standard input")
-        ->required();
+    auto* enqueue = app.add_subcommand("enqueue",
+                                       "Validate a request and add it as a task; "
+                                       "prints the task id");
+    enqueue->add_option("FILE", enq.file, "Request JSON file, or - for standard input")->required();
     enqueue->add_option("--max-attempts", enq.max_attempts, "Attempts allowed (default 3)")
         ->check(CLI::Range(1, 1000));
-    enqueue->add_option("--timeout", enq.timeout_seconds,
-                        "Seconds per attempt (default: the supervisor's --task-timeout)")
+    enqueue
+        ->add_option("--timeout", enq.timeout_seconds,
+                     "Seconds per attempt (default: the supervisor's --task-timeout)")
         ->check(CLI::PositiveNumber);
     bool no_validate = false;
     enqueue->add_flag("--no-validate", no_validate,
@@ -71,8 +73,9 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(1, 100000));
 
     std::string task;
-    auto* cancel = app.add_subcommand("cancel", "Cancel a pending task, or ask its supervisor "
-                                                "to stop a running one");
+    auto* cancel = app.add_subcommand("cancel",
+                                      "Cancel a pending task, or ask its supervisor "
+                                      "to stop a running one");
     cancel->add_option("ID", task, "Task id, or a unique prefix of it")->required();
 
     auto* retry = app.add_subcommand("retry", "Put a failed or cancelled task back to pending");
@@ -82,8 +85,9 @@ int main(int argc, char** argv) {
 
     pv::ctl::WatchArgs wa;
     auto* watch = app.add_subcommand("watch", "Live view of running tasks (Ctrl-C to quit)");
-    watch->add_option("--refresh", wa.refresh_seconds,
-                      "Seconds between full refreshes besides notifications (default 5)")
+    watch
+        ->add_option("--refresh", wa.refresh_seconds,
+                     "Seconds between full refreshes besides notifications (default 5)")
         ->check(CLI::PositiveNumber);
 
     try {
@@ -95,13 +99,20 @@ int main(int argc, char** argv) {
     enq.validate = !no_validate;
 
     try {
-        if (*enqueue) pv::ctl::enqueue(g, enq);
-        if (*show) pv::ctl::show(g, sh);
-        if (*list) pv::ctl::list(g, ls);
-        if (*cancel) pv::ctl::cancel(g, task);
-        if (*retry) pv::ctl::retry(g, task);
-        if (*migrate) pv::ctl::migrate(g);
-        if (*watch) pv::ctl::watch(g, wa);
+        if (*enqueue)
+            pv::ctl::enqueue(g, enq);
+        if (*show)
+            pv::ctl::show(g, sh);
+        if (*list)
+            pv::ctl::list(g, ls);
+        if (*cancel)
+            pv::ctl::cancel(g, task);
+        if (*retry)
+            pv::ctl::retry(g, task);
+        if (*migrate)
+            pv::ctl::migrate(g);
+        if (*watch)
+            pv::ctl::watch(g, wa);
     } catch (const pv::ctl::CommandError& e) {
         return fail(g, e.code(), e.what());
     } catch (const pqxx::broken_connection& e) {

@@ -71,10 +71,12 @@ private:
 class TerminalScreen {
 public:
     explicit TerminalScreen(bool active) : m_active(active) {
-        if (m_active) write_all("\x1b[?1049h\x1b[?25l");
+        if (m_active)
+            write_all("\x1b[?1049h\x1b[?25l");
     }
     ~TerminalScreen() {
-        if (m_active) write_all("\x1b[?25h\x1b[?1049l");
+        if (m_active)
+            write_all("\x1b[?25h\x1b[?1049l");
     }
     TerminalScreen(const TerminalScreen&) = delete;
     TerminalScreen& operator=(const TerminalScreen&) = delete;
@@ -85,7 +87,8 @@ private:
         std::size_t done = 0;
         while (done < s.size()) {
             ssize_t n = ::write(STDOUT_FILENO, s.data() + done, s.size() - done);
-            if (n <= 0) return;
+            if (n <= 0)
+                return;
             done += static_cast<std::size_t>(n);
         }
     }
@@ -121,12 +124,14 @@ struct WatchState {
 class ProgressReceiver : public pqxx::notification_receiver {
 public:
     ProgressReceiver(pqxx::connection& conn, WatchState& state, bool json_lines)
-        : pqxx::notification_receiver(conn, "pv_progress"), m_state(state),
+        : pqxx::notification_receiver(conn, "pv_progress"),
+          m_state(state),
           m_json_lines(json_lines) {}
 
     void operator()(const std::string& payload, int) override {
         json n = json::parse(payload, nullptr, false);
-        if (!n.is_object() || !n["id"].is_string() || !n["status"].is_string()) return;
+        if (!n.is_object() || !n["id"].is_string() || !n["status"].is_string())
+            return;
         if (m_json_lines) {
             json line = n;
             line["event"] = "progress";
@@ -142,12 +147,14 @@ public:
                 it->second.started = Clock::now();
                 m_needs_refresh = true;
             }
-            if (n["progress"].is_number()) it->second.progress = n["progress"].get<double>();
+            if (n["progress"].is_number())
+                it->second.progress = n["progress"].get<double>();
             it->second.stage = n["stage"].is_string() ? n["stage"].get<std::string>() : "";
         } else if (it != m_state.running.end()) {
             m_state.running.erase(it);
             m_state.recent.push_front({id, status});
-            if (m_state.recent.size() > kRecentShown) m_state.recent.pop_back();
+            if (m_state.recent.size() > kRecentShown)
+                m_state.recent.pop_back();
             m_needs_refresh = true;
         } else {
             m_needs_refresh = true;  // e.g. a new pending task: the count changed
@@ -210,7 +217,8 @@ void refresh(pqxx::connection& conn, WatchState& state, bool json_lines) {
 
 int terminal_width() {
     winsize ws{};
-    if (::ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) return ws.ws_col;
+    if (::ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+        return ws.ws_col;
     return 100;
 }
 
@@ -219,7 +227,8 @@ void draw(const WatchState& state, bool ansi) {
     int bar = std::max(10, width - 60);
     auto now = Clock::now();
     std::string out;
-    if (ansi) out += "\x1b[H\x1b[2J";
+    if (ansi)
+        out += "\x1b[H\x1b[2J";
     out += fmt::format("ProtoVideo: {} running, {} pending    (Ctrl-C to quit)\n\n",
                        state.running.size(), state.pending);
     for (const auto& [id, t] : state.running) {
@@ -231,12 +240,14 @@ void draw(const WatchState& state, bool ansi) {
         out += fmt::format("  {}  {:<12} {}\n", progress_bar(t.progress, bar),
                            truncate(t.stage, 12), format_seconds(secs));
     }
-    if (state.running.empty()) out += "nothing running\n";
+    if (state.running.empty())
+        out += "nothing running\n";
     if (!state.recent.empty()) {
         out += "\nrecently finished:\n";
         for (const auto& f : state.recent) out += fmt::format("  {}  {}\n", f.id, f.status);
     }
-    if (!ansi) out += "\n";
+    if (!ansi)
+        out += "\n";
     std::fwrite(out.data(), 1, out.size(), stdout);
     std::fflush(stdout);
 }
@@ -279,8 +290,10 @@ void watch(const GlobalOptions& g, const WatchArgs& args) {
         auto wait_ms = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now());
         pollfd fds[2] = {{signals.fd(), POLLIN, 0}, {db.conn().sock(), POLLIN, 0}};
         int n = ::poll(fds, 2, static_cast<int>(std::max<long>(wait_ms.count(), 0) + 1));
-        if (n < 0 && errno != EINTR) throw_sys("poll");
-        if (n <= 0) continue;
+        if (n < 0 && errno != EINTR)
+            throw_sys("poll");
+        if (n <= 0)
+            continue;
 
         if (fds[0].revents & POLLIN) {
             for (int sig = signals.read_one(); sig != 0; sig = signals.read_one()) {
@@ -296,7 +309,8 @@ void watch(const GlobalOptions& g, const WatchArgs& args) {
             if (!db.conn().is_open()) {
                 throw pqxx::broken_connection("the server closed the connection");
             }
-            if (receiver.take_refresh_request()) refresh(db.conn(), state, g.json);
+            if (receiver.take_refresh_request())
+                refresh(db.conn(), state, g.json);
         }
     }
 }
