@@ -1,0 +1,129 @@
+// SPDX-License-Identifier: MIT
+// Everything the supervisor says to PostgreSQL (libpqxx): claiming tasks, the
+// worker row and its heartbeat, LISTEN/NOTIFY, and a queue of pending writes that
+// are retried from the event loop so a database outage never blocks reaping.
+#pragma once
+
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "child_process.hpp"
+
+namespace pv {
+
+struct WorkerInfo {
+    std::string id;  // uuid
+    std::string host;
+    int pid = 0;
+    std::string version;
+    std::string cgroup_mode;
+    int max_children = 0;
+    std::string instance;  // --instance: several supervisors on one host
+};
+
+/// One queued database write. Plain data (a kind word and JSON arguments), so a
+/// durable journal can store and replay it as one JSON line.
+struct DbWrite {
+    std::string kind;       // "progress", "finish", "heartbeat", "worker_stopped"
+    nlohmann::json args;    // the statement's arguments
+    int max_tries = 3;      // tries before it is reported as failing (it stays queued)
+    int failures = 0;
+    double next_try = 0;    // monotonic seconds
+};
+
+nlohmann::json to_json(const DbWrite& w);
+DbWrite db_write_from_json(const nlohmann::json& j);
+
+/// A lost worker's task, repaired by sweep_lost_workers().
+struct LostTask {
+    std::string id;
+    int attempt = 0;
+    int max_attempts = 1;
+};
+
+struct Notifications {
+    bool new_tasks = false;
+    std::vector<std::string> cancels;  // task ids
+};
+
+class TaskStore {
+public:
+    TaskStore(std::string database_url, int retry_attempts, double retry_delay);
+    ~TaskStore();
+
+    /// Connects when not connected (LISTENs on pv_tasks and pv_cancel). Returns false
+    /// and logs when the database cannot be reached. Never throws.
+    bool ensure_connected();
+    bool connected() const;
+    /// The libpq socket for epoll, or -1.
+    int socket() const;
+
+    /// Runs the schema migrations; throws on failure.
+    int migrate();
+
+    /// Inserts the workers row; throws on failure.
+    void register_worker(const WorkerInfo& worker);
+
+    /// Claims up to `slots` runnable tasks (FOR UPDATE SKIP LOCKED) and inserts their
+    /// attempt rows in the same transaction. Returns none on database errors (logged).
+    std::vector<TaskInfo> claim(int slots, const WorkerInfo& worker, double default_timeout);
+
+    /// Consumes notifications that arrived on the socket.
+    Notifications take_notifications();
+
+    /// Ids of our running tasks whose cancellation was requested (poll fallback).
+    std::vector<std::string> cancel_requested(const std::string& worker_id);
+
+    /// Seconds until the earliest backoff-delayed pending task becomes runnable.
+    std::optional<double> seconds_until_next_pending();
+
+    /// Number of pending tasks (runnable now or later); nullopt on errors.
+    std::optional<long> pending_count();
+
+    /// Tasks of workers whose heartbeat is older than `lease_seconds` (or that
+    /// stopped) and are still in progress: marks them failed or requeues them through
+    /// `decide` (returns the retry delay in seconds, or nullopt for a final failure).
+    void sweep_lost_workers(const std::string& own_worker_id, double lease_seconds,
+                            const std::function<std::optional<double>(const LostTask&)>& decide);
+
+    /// Queues a write; it is tried at once by the next flush().
+    void enqueue(DbWrite write);
+
+    /// Tries every due queued write. Returns the seconds until the next retry is due,
+    /// or nullopt when the queue is empty.
+    std::optional<double> flush();
+
+    std::size_t queued() const { return m_queue.size(); }
+    /// True when every queued write has used up its tries.
+    bool all_writes_exhausted() const;
+
+    /// Called with (old socket, new socket) right before a connection closes and
+    /// right after one opens, so the event loop can follow the libpq socket.
+    std::function<void(int, int)> on_socket_change;
+
+private:
+    struct Conn;
+    void disconnect() noexcept;
+    void apply(const DbWrite& write);
+    void note_error(const char* operation, const std::exception& e,
+                    const nlohmann::json& fields = nlohmann::json::object());
+
+    std::string m_conninfo;
+    int m_retry_attempts;
+    double m_retry_delay;
+    std::unique_ptr<Conn> m_conn;
+    Notifications m_pending_notes;
+    std::deque<DbWrite> m_queue;
+    double m_next_connect = 0;
+};
+
+/// Adds connect_timeout=5 to a libpq URI or keyword conninfo.
+std::string with_connect_timeout(const std::string& url);
+
+}  // namespace pv
