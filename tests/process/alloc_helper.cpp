@@ -4,6 +4,7 @@
 //   hold <MiB>    like alloc, then sleep 60 s (for usage sampling)
 //   orphan        leave a setsid'd "sleep 60" behind and exit 0
 //   straggler     leave a "sleep 60" in our own session behind and exit 0
+//   forks <n>     start n "sleep 60" children; exit 4 if a fork fails, else 0
 #include <unistd.h>
 
 #include <cstdlib>
@@ -38,6 +39,19 @@ int leave_sleeper(bool new_session) {
     return 0;
 }
 
+int start_sleepers(long count) {
+    for (long i = 0; i < count; ++i) {
+        pid_t pid = ::fork();
+        if (pid < 0)
+            return 4;
+        if (pid == 0) {
+            ::execl("/bin/sleep", "sleep", "60", static_cast<char*>(nullptr));
+            ::_exit(127);
+        }
+    }
+    return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -51,6 +65,8 @@ int main(int argc, char** argv) {
     }
     if (argc == 2 && std::strcmp(argv[1], "orphan") == 0)
         return leave_sleeper(true);
+    if (argc == 3 && std::strcmp(argv[1], "forks") == 0)
+        return start_sleepers(std::atol(argv[2]));
     if (argc == 2 && std::strcmp(argv[1], "straggler") == 0)
         return leave_sleeper(false);
     return 2;

@@ -198,6 +198,51 @@ TEST_CASE("a setsid'd grandchild is found and killed through the cgroup") {
     check_nothing_left(instance);
 }
 
+TEST_CASE("an exited but unreaped child does not keep the task non-empty") {
+    std::string instance = test_instance();
+    {
+        auto manager = cgroup_manager(instance);
+        if (!manager)
+            return;
+        auto task = manager->create("task-zombie-1", 64 * kMiB, 64);
+        pid_t pid = spawn_helper(*task, {"alloc", "1"});
+        // Peek without reaping, as the supervisor does before tearing down.
+        siginfo_t info{};
+        REQUIRE(::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOWAIT) == 0);
+        CHECK(wait_empty(*task, std::chrono::seconds(2)));
+        CHECK(task->stats().oom_kills == 0);
+        CHECK(task->remove());
+        int status = wait_for(pid);
+        CHECK((WIFEXITED(status) && WEXITSTATUS(status) == 0));
+    }
+    check_nothing_left(instance);
+}
+
+TEST_CASE("pids_max bounds the number of processes where a pids controller is used") {
+    std::string instance = test_instance();
+    {
+        auto manager = cgroup_manager(instance);
+        if (!manager)
+            return;
+        auto pids = pv::cgroup_fs::own_v1_cgroup("pids");
+        bool limited = manager->mode() == pv::CgroupMode::V2 ||
+                       (pids && pv::cgroup_fs::exists(pids->dir + "/protovideo-" + instance));
+        if (!limited) {
+            MESSAGE("no pids controller in use; skipping");
+            return;
+        }
+        auto task = manager->create("task-pids-1", 64 * kMiB, 4);
+        int status = wait_for(spawn_helper(*task, {"forks", "10"}));
+        REQUIRE(WIFEXITED(status));
+        CHECK(WEXITSTATUS(status) == 4);
+        CHECK(task->pids().size() == 3);
+        pv::CgroupTeardown teardown = pv::kill_and_remove(*task, std::chrono::seconds(2));
+        CHECK(teardown.emptied);
+        CHECK(teardown.removed);
+    }
+    check_nothing_left(instance);
+}
+
 TEST_CASE("an abandoned task cgroup is listed, adopted, killed and removed") {
     std::string instance = test_instance();
     // A forked "earlier supervisor" creates a task, starts a sleeper in it and
