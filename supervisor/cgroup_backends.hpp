@@ -19,6 +19,12 @@ struct Probe {
 /// Delegated cgroup v2 with the memory controller (cgroup_v2.cpp).
 Probe probe_v2(const std::string& instance);
 
+/// A v2 manager over an existing `instance_base`, skipping the probe (and the
+/// supervisor's move into a leaf). Lets tests drive the v2 task operations on a
+/// controller-less cgroup2, where only create() fails for lack of memory files.
+std::unique_ptr<CgroupManager> make_v2_manager_at(const std::string& instance_base, bool has_pids,
+                                                  bool has_kill);
+
 /// cgroup v1 memory, plus v1 pids and a controller-less cgroup2 when writable
 /// (cgroup_v1.cpp).
 Probe probe_v1(const std::string& instance);

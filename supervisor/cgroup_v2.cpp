@@ -192,6 +192,15 @@ Probe failed(std::string why, int err) {
 
 }  // namespace
 
+std::unique_ptr<CgroupManager> make_v2_manager_at(const std::string& instance_base, bool has_pids,
+                                                  bool has_kill) {
+    V2Layout layout;
+    layout.instance_base = instance_base;
+    layout.has_pids = has_pids;
+    layout.has_kill = has_kill;
+    return std::make_unique<V2Manager>(std::move(layout));
+}
+
 Probe probe_v2(const std::string& instance) {
     auto own = fs::own_v2_cgroup();
     if (!own)
