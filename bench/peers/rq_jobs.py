@@ -1,0 +1,28 @@
+# SPDX-License-Identifier: MIT
+"""Jobs for the RQ comparison: the same work bench_child does for ours."""
+import os
+import time
+
+
+def noop():
+    """Returns the wall-clock time the job started (CLOCK_REALTIME ns)."""
+    return time.time_ns()
+
+
+def sleep_until_killed(directory):
+    """Writes <directory>/<pid> so the driver can SIGKILL the work horse."""
+    started = time.time_ns()
+    tmp = os.path.join(directory, f".{os.getpid()}")
+    with open(tmp, "w") as f:
+        f.write(f"{os.getpid()} {started}\n")
+    os.rename(tmp, os.path.join(directory, str(os.getpid())))
+    time.sleep(3600)
+    return "never killed"
+
+
+def allocate(mib):
+    """Touches `mib` MiB, 4 MiB at a time, like bench_child alloc."""
+    chunks = []
+    for _ in range(0, mib, 4):
+        chunks.append(bytearray(b"\xa5" * (4 << 20)))
+    return {"allocated_mib": mib, "started_ns": time.time_ns()}

@@ -1,0 +1,434 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""Turns the raw results of bench/run.sh into bench/report.md and PNG plots.
+
+  report.py RESULTS_DIR OUT_DIR
+
+Reads what is there and says what is missing; it never fails for a missing
+section, so a partial run still gives a partial report. Goals are compared,
+never asserted: these machines are shared and noisy.
+"""
+import csv
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+RESULTS, OUT = sys.argv[1], sys.argv[2]
+PLOTS = os.path.join(OUT, "plots")
+PEERS = [("rq", "RQ"), ("graphile", "graphile-worker")]
+
+
+def path(name):
+    return os.path.join(RESULTS, name)
+
+
+def read_csv(name):
+    try:
+        with open(path(name), newline="") as f:
+            return list(csv.DictReader(f))
+    except FileNotFoundError:
+        return None
+
+
+def read_json(name):
+    try:
+        with open(path(name)) as f:
+            return json.load(f)
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def read_text(name, default=""):
+    try:
+        with open(path(name)) as f:
+            return f.read().strip()
+    except FileNotFoundError:
+        return default
+
+
+def num(v):
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def percentile(values, p):
+    """Linear interpolation between closest ranks (as numpy's default)."""
+    if not values:
+        return None
+    s = sorted(values)
+    k = (len(s) - 1) * p / 100.0
+    lo = int(k)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+def median(values):
+    return percentile(values, 50)
+
+
+def fmt(v, digits=2):
+    if v is None:
+        return "–"
+    if abs(v) >= 100:
+        return f"{v:.0f}"
+    return f"{v:.{digits}f}"
+
+
+def diffs_ms(rows, end, start):
+    out = []
+    for r in rows or []:
+        a, b = num(r.get(end)), num(r.get(start))
+        if a is not None and b is not None:
+            out.append((a - b) / 1e6)
+    return out
+
+
+def stats_row(label, values, goal=None):
+    if not values:
+        return f"| {label} | 0 | – | – | – | – | {goal or ''} |"
+    return (f"| {label} | {len(values)} | {fmt(percentile(values, 50))} | "
+            f"{fmt(percentile(values, 90))} | {fmt(percentile(values, 99))} | "
+            f"{fmt(max(values))} | {goal or ''} |")
+
+
+def verdict(ok):
+    if ok is None:
+        return "not measured"
+    return "met" if ok else "**not met**"
+
+
+def dispatch_rate(rows):
+    """Tasks per second from the committed enqueue to the last completion seen."""
+    if not rows:
+        return None, None
+    r = rows[0]
+    n = num(r["completed"]) or 0
+    span = (num(r["all_seen_ns"]) - num(r["enqueue_committed_ns"])) / 1e9
+    first, last = num(r.get("first_started_ns")), num(r.get("last_finished_ns"))
+    inner = n / ((last - first) / 1e9) if first and last and last > first else None
+    return (n / span if span > 0 else None), inner
+
+
+def write_dat(name, series):
+    with open(os.path.join(PLOTS, name), "w") as f:
+        for values in series:
+            s = sorted(values)
+            for i, v in enumerate(s):
+                f.write(f"{v:.4f} {(i + 1) / len(s):.5f}\n")
+            f.write("\n\n")
+
+
+def plot(script, png):
+    if not shutil.which("gnuplot"):
+        return False
+    full = f'set terminal pngcairo size 900,540 font "DejaVu Sans,11"\nset output "{png}"\n' + script
+    try:
+        subprocess.run(["gnuplot"], input=full, text=True, cwd=PLOTS, check=True,
+                       capture_output=True)
+        return True
+    except (subprocess.CalledProcessError, FileNotFoundError) as e:
+        print(f"report.py: gnuplot failed for {png}: {getattr(e, 'stderr', e)}", file=sys.stderr)
+        return False
+
+
+def cdf_plot(png, title, xlabel, series):
+    """series: [(label, values)] with at least one non-empty."""
+    series = [(label, v) for label, v in series if v]
+    if not series:
+        return None
+    dat = png.replace(".png", ".dat")
+    write_dat(dat, [v for _, v in series])
+    lines = ", ".join(f'"{dat}" index {i} using 1:2 with steps lw 2 title "{label}"'
+                      for i, (label, _) in enumerate(series))
+    script = (f'set title "{title}"\nset xlabel "{xlabel}"\nset ylabel "fraction of tasks"\n'
+              'set logscale x\nset grid\nset key bottom right\nset yrange [0:1.02]\n'
+              f"plot {lines}\n")
+    return "plots/" + png if plot(script, png) else None
+
+
+def bar_plot(png, title, ylabel, bars):
+    bars = [(label, v) for label, v in bars if v is not None]
+    if not bars:
+        return None
+    dat = png.replace(".png", ".dat")
+    with open(os.path.join(PLOTS, dat), "w") as f:
+        for label, v in bars:
+            f.write(f'"{label}" {v:.4f}\n')
+    script = (f'set title "{title}"\nset ylabel "{ylabel}"\nset style fill solid 0.7\n'
+              'set boxwidth 0.6\nset grid ytics\nset yrange [0:*]\nunset key\n'
+              f'plot "{dat}" using 0:2:xtic(1) with boxes, '
+              f'"{dat}" using 0:2:(sprintf("%.3g", $2)) with labels offset 0,1\n')
+    return "plots/" + png if plot(script, png) else None
+
+
+def strace_summary(text):
+    """Returns {syscall: calls} from strace -c output."""
+    calls = {}
+    for line in text.splitlines():
+        m = re.match(r"\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$", line)
+        if m and m.group(2) != "total":
+            calls[m.group(2)] = int(m.group(1))
+    return calls
+
+
+def main():
+    os.makedirs(PLOTS, exist_ok=True)
+    md = []
+    add = md.append
+    machine = read_text("machine.txt", "(machine details missing)")
+
+    add("# ProtoVideo benchmarks\n")
+    add("Generated by `bench/run.sh` (raw data in `bench/results/`). These machines are "
+        "shared by several people at once, so every number carries that noise; the "
+        "comparisons are side by side in one run. Goals are reported, never asserted.\n")
+    add("## Machine and run\n")
+    add("```\n" + machine + "\n```\n")
+    settings = read_text("settings.txt")
+    if settings:
+        add("Settings: `" + settings + "`\n")
+
+    # ---- supervisor ------------------------------------------------------
+    add("## a. Supervisor\n")
+    kill = read_csv("ours-kill.csv")
+    lat = read_csv("ours-latency.csv")
+    if kill is None and lat is None:
+        add("Not measured in this run: " +
+            (read_text("supervisor-skipped.txt") or "no supervisor results.") + "\n")
+    ours_kill = diffs_ms(kill, "finished_ns", "kill_ns")
+    ours_kill_seen = diffs_ms(kill, "committed_seen_ns", "kill_ns")
+    ours_start = diffs_ms(lat, "child_started_ns", "enqueue_ns")
+    peer_start = {p: diffs_ms(read_csv(f"{p}-latency.csv"), "child_started_ns", "enqueue_ns")
+                  for p, _ in PEERS}
+    peer_kill_seen = {p: diffs_ms(read_csv(f"{p}-kill.csv"), "committed_seen_ns", "kill_ns")
+                      for p, _ in PEERS}
+
+    if kill is not None:
+        add("### (i) SIGKILL of a child → committed failed row\n")
+        add("One task at a time (2 child slots); the child is killed from outside at t0 "
+            "(CLOCK_REALTIME). `finished_at` is the supervisor's `now()` in the transaction "
+            "that records the failure; *committed, seen* is when a listener got the "
+            "commit's NOTIFY.\n")
+        add("| ms after SIGKILL | n | p50 | p90 | p99 | max | goal |")
+        add("|---|---|---|---|---|---|---|")
+        add(stats_row("finished_at", ours_kill, "p99 ≤ 10 ms: " +
+                      verdict(percentile(ours_kill, 99) <= 10 if ours_kill else None)))
+        add(stats_row("committed, seen by a listener", ours_kill_seen))
+        types = {}
+        for r in kill:
+            key = (r.get("status"), r.get("error_type"), r.get("error"))
+            types[key] = types.get(key, 0) + 1
+        add("\nWhat the rows say:\n")
+        for (st, et, err), n in sorted(types.items(), key=lambda kv: -kv[1])[:5]:
+            add(f"- {n}× status `{st}`, error_type `{et}`, error `{err}`")
+        add("")
+        png = cdf_plot("kill-latency.png", "SIGKILL -> death recorded", "milliseconds",
+                       [("ours: finished_at", ours_kill), ("ours: commit seen", ours_kill_seen)]
+                       + [(f"{label}: failed registry / row", peer_kill_seen[p])
+                          for p, label in PEERS])
+        if png:
+            add(f"![kill latency]({png})\n")
+
+    add("### (ii) Dispatch rate and enqueue → start latency\n")
+    rates = {}
+    for f in sorted(os.listdir(RESULTS)):
+        m = re.match(r"ours-dispatch-(\d+)\.csv$", f)
+        if m:
+            rates[int(m.group(1))] = dispatch_rate(read_csv(f))
+    if rates:
+        add("No-op child (`bench/bench_child noop`: one result line on fd 3, exit 0), all "
+            "tasks inserted by one INSERT while the supervisor runs. Rate = tasks ÷ (last "
+            "completion seen − INSERT committed); *inner* = tasks ÷ (last `finished_at` − "
+            "first `started_at`).\n")
+        add("| --max-children | tasks | tasks/s | inner tasks/s | supervisor VmHWM | goal |")
+        add("|---|---|---|---|---|---|")
+        for c, (rate, inner) in sorted(rates.items()):
+            rows = read_csv(f"ours-dispatch-{c}.csv")
+            rss = read_csv(f"ours-rss-dispatch-{c}.csv")
+            hwm = num(rss[0]["vm_hwm_kb"]) / 1024 if rss and rss[0].get("vm_hwm_kb") else None
+            goal = ("≥ 1,000 tasks/s on 2 cores: " + verdict(rate >= 1000 if rate else None)
+                    if c == min(rates) else "")
+            add(f"| {c} | {rows[0]['completed']}/{rows[0]['count']} | {fmt(rate, 0)} | "
+                f"{fmt(inner, 0)} | {fmt(hwm, 1)} MB | {goal} |")
+        add("")
+    if lat is not None:
+        add("Enqueue → child started, one task at a time with 20 ms between tasks (idle "
+            "system apart from the other users of the machine). The child takes "
+            "CLOCK_REALTIME first thing in `main`; enqueue time is taken by the client "
+            "just before its INSERT.\n")
+        add("| ms | n | p50 | p90 | p99 | max | goal |")
+        add("|---|---|---|---|---|---|---|")
+        add(stats_row("enqueue → child started", ours_start, "p50 ≤ 5 ms: " +
+                      verdict(median(ours_start) <= 5 if ours_start else None)))
+        add(stats_row("enqueue → claimed (started_at)", diffs_ms(lat, "claimed_ns", "enqueue_ns")))
+        add(stats_row("enqueue → completion committed, seen",
+                      diffs_ms(lat, "committed_seen_ns", "enqueue_ns")))
+        add("")
+        png = cdf_plot("start-latency.png", "enqueue -> job started", "milliseconds",
+                       [("ours", ours_start)] + [(label, peer_start[p]) for p, label in PEERS])
+        if png:
+            add(f"![start latency]({png})\n")
+
+    idle = read_csv("ours-idle.csv")
+    if idle:
+        r = idle[0]
+        secs = num(r["seconds"])
+        add("### (iii) Memory and idle wakeups\n")
+        hwm, rss = num(r["vm_hwm_kb"]) / 1024, num(r["vm_rss_kb"]) / 1024
+        add(f"- After the dispatch and latency runs: VmHWM {fmt(hwm, 1)} MB, VmRSS "
+            f"{fmt(rss, 1)} MB (goal ≤ 10 MB: {verdict(hwm <= 10)}).")
+        vol = num(r["voluntary"])
+        add(f"- Idle for {secs:.0f} s: {vol:.0f} voluntary and {r['nonvoluntary']} "
+            f"involuntary context switches ({vol / secs:.2f} wakeups/s).")
+        calls = strace_summary(read_text("ours-idle-strace.txt"))
+        if calls:
+            top = ", ".join(f"{k} {v}" for k, v in sorted(calls.items(), key=lambda kv: -kv[1])[:8])
+            add(f"- `strace -c -f` over another {secs:.0f} s: {sum(calls.values())} system "
+                f"calls ({top}); `epoll_wait` returned {calls.get('epoll_wait', 0)} times.")
+        add("- Expected from timers alone: a heartbeat every 5 s and a safety-net poll "
+            f"every 10 s, about {secs / 5 + secs / 10:.0f} wakeups in {secs:.0f} s (goal: "
+            "none beyond heartbeats and polls).\n")
+
+    mem = read_json("ours-memory.json")
+    if mem:
+        add("### Memory limit (ours)\n")
+        add("A child touching 200 MiB with `MEMORY_CRITICAL_THRESHOLD=100`:\n")
+        add(f"- status `{mem.get('status')}`, error_type `{mem.get('error_type')}`, "
+            f"error `{mem.get('error')}`")
+        if mem.get("finished_ns") and mem.get("enqueue_ns"):
+            add(f"- enqueue → failure recorded: "
+                f"{(mem['finished_ns'] - mem['enqueue_ns']) / 1e6:.0f} ms")
+        for a in mem.get("attempts") or []:
+            add(f"- attempt {a.get('attempt')}: outcome `{a.get('outcome')}`, signal "
+                f"{a.get('signal')}, oom_kills {a.get('oom_kills')}, peak memory "
+                f"{fmt((a.get('peak_memory_bytes') or 0) / 2**20, 1)} MiB, "
+                f"cgroup `{a.get('cgroup_mode')}`")
+        add("")
+
+    # ---- peers -------------------------------------------------------------
+    add("## b. Peers: the same no-op job\n")
+    have_peers = any(read_csv(f"{p}-dispatch.csv") for p, _ in PEERS)
+    if not have_peers:
+        add("Not measured in this run (`bench/run.sh --with-peers` installs and runs them).\n")
+    else:
+        versions = ", ".join(f"{label} {read_text(p + '-version.txt', '?')}" for p, label in PEERS)
+        add(f"Versions: {versions}. RQ: 2 `rq worker` processes (a forked work horse per "
+            "job, like our child per task), own redis-server on loopback without "
+            "persistence. graphile-worker: one Node.js process, concurrency 2, jobs run "
+            "in-process (no process per job), same PostgreSQL.\n")
+        our_rate = rates.get(min(rates))[0] if rates else None
+        add("| measure | ours | " + " | ".join(label for _, label in PEERS) + " | " +
+            " | ".join(f"ours vs {label}" for _, label in PEERS) + " |")
+        add("|---|---|" + "---|" * (2 * len(PEERS)))
+        peer_rates = {p: dispatch_rate(read_csv(f"{p}-dispatch.csv"))[0] for p, _ in PEERS}
+        cells = [fmt(peer_rates[p], 0) for p, _ in PEERS]
+        ratios = [(f"{our_rate / peer_rates[p]:.2f}× faster" if our_rate and peer_rates[p] else "–")
+                  for p, _ in PEERS]
+        add(f"| dispatch, tasks/s (2 slots) | {fmt(our_rate, 0)} | " + " | ".join(cells) +
+            " | " + " | ".join(ratios) + " |")
+        for q, label in ((50, "p50"), (99, "p99")):
+            ours_v = percentile(ours_start, q)
+            cells = [fmt(percentile(peer_start[p], q)) for p, _ in PEERS]
+            ratios = []
+            for p, _ in PEERS:
+                pv = percentile(peer_start[p], q)
+                ratios.append(f"{pv / ours_v:.2f}× (peer ÷ ours)" if pv and ours_v else "–")
+            add(f"| enqueue → start {label}, ms | {fmt(ours_v)} | " + " | ".join(cells) +
+                " | " + " | ".join(ratios) + " |")
+        ours_k = percentile(ours_kill, 50)
+        rq_k = percentile(peer_kill_seen["rq"], 50)
+        add(f"| SIGKILL → recorded p50, ms | {fmt(ours_k)} | {fmt(rq_k)} | see below | "
+            f"{(f'{rq_k / ours_k:.2f}× (peer ÷ ours)' if rq_k and ours_k else '–')} | – |")
+        add("")
+        if our_rate and peer_rates.get("rq"):
+            add(f"Goal dispatch ≥ 3× RQ: {verdict(our_rate >= 3 * peer_rates['rq'])} "
+                f"({our_rate / peer_rates['rq']:.2f}×).\n")
+        png = bar_plot("dispatch.png", "no-op dispatch rate (2 slots)", "tasks per second",
+                       [("ours", our_rate)] + [(label, peer_rates[p]) for p, label in PEERS])
+        if png:
+            add(f"![dispatch]({png})\n")
+
+        add("### Death of the process running a job\n")
+        rq_kill = read_csv("rq-kill.csv")
+        if rq_kill:
+            texts = {}
+            for r in rq_kill:
+                texts[(r["status"], r["error"])] = texts.get((r["status"], r["error"]), 0) + 1
+            add(f"- **RQ** (work horse SIGKILLed, {len(rq_kill)} jobs): recorded in the "
+                f"failed job registry after p50 {fmt(percentile(peer_kill_seen['rq'], 50))} ms, "
+                f"p99 {fmt(percentile(peer_kill_seen['rq'], 99))} ms. What the job says:")
+            for (st, err), n in sorted(texts.items(), key=lambda kv: -kv[1])[:3]:
+                add(f"  - {n}× status `{st}`: `{err}`")
+        gk = read_json("graphile-kill.json")
+        if gk:
+            row = gk.get("final_row") or {}
+            add(f"- **graphile-worker** (worker process SIGKILLed): after "
+                f"{gk.get('watch_seconds')} s the job row has locked_at "
+                f"`{row.get('locked_at')}`, attempts {row.get('attempts')}, last_error "
+                f"`{row.get('last_error')}`; recorded: {gk.get('recorded')}. A second healthy "
+                "worker started halfway did not take it. " + gk.get("note", ""))
+        add("- **ours**: see (i); the row is `failed` with the signal named, "
+            "within milliseconds.\n")
+        add("### A job allocating past 100 MB\n")
+        rqm, gwm = read_json("rq-memory.json"), read_json("graphile-memory.json")
+        if mem:
+            add(f"- **ours**: `{mem.get('status')}` / `{mem.get('error_type')}`: {mem.get('error')}")
+        if rqm:
+            add(f"- **RQ**: `{rqm.get('status')}` — {rqm.get('note')}.")
+        if gwm:
+            add(f"- **graphile-worker**: `{gwm.get('status')}` (worker max RSS "
+                f"{gwm.get('worker_max_rss_mb')} MB) — {gwm.get('note')}.")
+        add("")
+
+    # ---- renderer ----------------------------------------------------------
+    add("## c. Renderer vs the ffmpeg command line\n")
+    render = read_csv("render.csv")
+    if not render:
+        add("Not measured in this run: " +
+            (read_text("render-skipped.txt") or "no renderer results.") + "\n")
+    else:
+        add("The same 13 s 1080x1920 reel (three images, zoom to 1.5, darken 0.5, a text "
+            "overlay, 1 s crossfades, music at 0.3; libx264 veryfast crf 23), median of "
+            "the runs, interleaved. *x264 alone* encodes our own frames from a raw yuv420p "
+            "file (encoding only). `/usr/bin/time -v` gives wall time and peak RSS.\n")
+        names = [("ours", "ours (protovideo-render)"), ("cli", "ffmpeg CLI (zoompan+xfade+amix)"),
+                 ("x264", "x264 alone on our frames")]
+        med = {}
+        add("| pipeline | runs ok | median wall s | all runs s | median peak RSS MB |")
+        add("|---|---|---|---|---|")
+        for key, label in names:
+            ok = [r for r in render if r["name"] == key and r["exit"] == "0"]
+            walls = [num(r["wall_s"]) for r in ok]
+            rss = [num(r["max_rss_kb"]) / 1024 for r in ok]
+            med[key] = (median(walls), median(rss))
+            add(f"| {label} | {len(ok)}/{len([r for r in render if r['name'] == key])} | "
+                f"{fmt(med[key][0])} | {', '.join(fmt(w) for w in walls)} | {fmt(med[key][1], 0)} |")
+        add("")
+        ow, cw, xw = med["ours"][0], med["cli"][0], med["x264"][0]
+        if ow and cw:
+            add(f"- ffmpeg CLI ÷ ours = **{cw / ow:.2f}×** (goal ≥ 2.5×: {verdict(cw / ow >= 2.5)})")
+        if ow and xw:
+            add(f"- ours ÷ x264 alone = **{ow / xw:.2f}×** (goal ≤ 1.15×: {verdict(ow / xw <= 1.15)})")
+        if med["ours"][1]:
+            add(f"- our peak RSS {med['ours'][1]:.0f} MB (goal ≤ 300 MB: "
+                f"{verdict(med['ours'][1] <= 300)})")
+        stream = read_text("render-ours-stream.txt")
+        if stream:
+            add(f"- our output: {' '.join(stream.split())}")
+        add("")
+        png = bar_plot("render.png", "13 s reel, median wall time", "seconds",
+                       [(label.split(" (")[0], med[k][0]) for k, label in names])
+        if png:
+            add(f"![render]({png})\n")
+
+    with open(os.path.join(OUT, "report.md"), "w") as f:
+        f.write("\n".join(md) + "\n")
+    print(f"report.py: wrote {os.path.join(OUT, 'report.md')}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
