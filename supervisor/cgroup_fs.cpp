@@ -170,6 +170,16 @@ std::optional<OwnCgroup> own_v2_cgroup() {
     return std::nullopt;
 }
 
+int join_cgroup(const char* procs_path) noexcept {
+    UniqueFd fd{::open(procs_path, O_WRONLY | O_CLOEXEC)};
+    if (!fd)
+        return errno;
+    ssize_t n = ::write(fd.get(), "0", 1);
+    if (n < 0)
+        return errno;
+    return n == 1 ? 0 : EIO;
+}
+
 std::optional<std::string> read_file(const std::string& path, int* err) {
     UniqueFd fd{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
     if (!fd) {

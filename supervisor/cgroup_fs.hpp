@@ -29,6 +29,11 @@ std::optional<OwnCgroup> own_v1_cgroup(std::string_view controller);
 /// Our cgroup in the unified (cgroup2) hierarchy, if it is mounted.
 std::optional<OwnCgroup> own_v2_cgroup();
 
+/// Moves the calling process into the cgroup whose "cgroup.procs" path is
+/// given, by writing "0" (works on v1 and v2). Returns 0 or an errno value.
+/// Async-signal-safe: for use between fork and exec.
+int join_cgroup(const char* procs_path) noexcept;
+
 /// Whole file, or nullopt with `*err` set (when given) if it cannot be read.
 std::optional<std::string> read_file(const std::string& path, int* err = nullptr);
 

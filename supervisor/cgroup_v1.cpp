@@ -2,7 +2,6 @@
 // cgroup v1 backend: a memory cgroup per task (memory.limit_in_bytes and memsw),
 // a v1 pids cgroup where writable, and a controller-less cgroup2 beside it for
 // cgroup.kill and "populated" where the host mounts one (hybrid hierarchy).
-#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -57,13 +56,7 @@ public:
 
     int join_from_child() const noexcept override {
         for (const std::string& procs : m_join_paths) {
-            int fd = ::open(procs.c_str(), O_WRONLY | O_CLOEXEC);
-            if (fd < 0)
-                return errno;
-            ssize_t n = ::write(fd, "0", 1);
-            int err = n == 1 ? 0 : (n < 0 ? errno : EIO);
-            ::close(fd);
-            if (err != 0)
+            if (int err = fs::join_cgroup(procs.c_str()); err != 0)
                 return err;
         }
         return 0;
@@ -175,8 +168,12 @@ public:
             std::string limit = std::to_string(memory_limit_bytes);
             fs::write_file_or_throw(memory_dir + "/memory.limit_in_bytes", limit);
             // memsw must not be below the memory limit, so it is set second.
+            // Without memsw files, swappiness 0 is the v1 way to forbid swapping
+            // (best effort: a host without swap does not care).
             if (m_layout.has_memsw) {
                 fs::write_file_or_throw(memory_dir + "/memory.memsw.limit_in_bytes", limit);
+            } else {
+                fs::write_file(memory_dir + "/memory.swappiness", "0");
             }
             if (!m_layout.pids_base.empty()) {
                 std::string pids_dir = m_layout.pids_base + "/" + name;

@@ -2,7 +2,6 @@
 // cgroup v2 backend for a delegated subtree: the supervisor moves itself into a
 // "supervisor" leaf, enables +memory +pids for its siblings, and gives every
 // task attempt a cgroup with memory.max, swap off, oom.group and pids.max.
-#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -41,15 +40,7 @@ public:
         }
     }
 
-    int join_from_child() const noexcept override {
-        int fd = ::open(m_procs.c_str(), O_WRONLY | O_CLOEXEC);
-        if (fd < 0)
-            return errno;
-        ssize_t n = ::write(fd, "0", 1);
-        int err = n == 1 ? 0 : (n < 0 ? errno : EIO);
-        ::close(fd);
-        return err;
-    }
+    int join_from_child() const noexcept override { return fs::join_cgroup(m_procs.c_str()); }
 
     std::optional<std::uint64_t> current_bytes() const override {
         return fs::read_u64(m_dir + "/memory.current");
