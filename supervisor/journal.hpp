@@ -53,8 +53,12 @@ public:
     /// Valid entries in file order (each with its "seq").
     std::vector<nlohmann::json> entries() const;
 
-    /// True when the journal holds no valid entry.
-    bool empty() const;
+    /// True when the journal holds no valid entry. Cheap (no file read), so the
+    /// event loop may ask every turn.
+    bool empty() const { return m_count == 0; }
+
+    /// Number of valid entries.
+    std::size_t size() const { return m_count; }
 
     /// Removes every entry (truncate + fsync).
     void clear();
@@ -75,6 +79,7 @@ private:
     UniqueFd m_lock;
     UniqueFd m_fd;
     std::uint64_t m_next_seq = 1;
+    std::size_t m_count = 0;
     mutable std::size_t m_skipped = 0;
 };
 

@@ -33,11 +33,14 @@ struct LossVerdict {
 
 using Text = std::optional<std::string>;
 
-const char* arg(const Text& text) { return text ? text->c_str() : nullptr; }
+const char* arg(const Text& text) {
+    return text ? text->c_str() : nullptr;
+}
 
 template <class T>
 Text text_of(const std::optional<T>& value) {
-    if (!value) return std::nullopt;
+    if (!value)
+        return std::nullopt;
     return pqxx::to_string(*value);
 }
 
@@ -47,7 +50,8 @@ OrphanTask lost_task_from_row(const pqxx::row& row) {
     t.attempt = row["attempts"].as<int>();
     t.max_attempts = row["max_attempts"].as<int>();
     t.cancel_requested = row["cancel_requested"].as<bool>();
-    if (!row["worker_id"].is_null()) t.worker_id = row["worker_id"].as<std::string>();
+    if (!row["worker_id"].is_null())
+        t.worker_id = row["worker_id"].as<std::string>();
     t.host = row["host"].is_null() ? "unknown" : row["host"].as<std::string>();
     return t;
 }
@@ -63,7 +67,8 @@ void close_lost_attempt(pqxx::work& tx, const OrphanTask& t, const LossVerdict& 
         " WHERE task_id = $1::uuid AND attempt = $2::integer"
         " AND worker_id IS NOT DISTINCT FROM $3::uuid AND ended_at IS NULL",
         t.task_id, t.attempt, arg(t.worker_id), outcome, v.error, arg(oom), arg(peak));
-    if (res.affected_rows() > 0) return;
+    if (res.affected_rows() > 0)
+        return;
     tx.exec_params(
         "INSERT INTO task_attempts (task_id, attempt, worker_id, host, started_at, ended_at,"
         " outcome, error, oom_kills, peak_memory_bytes)"
@@ -99,18 +104,22 @@ bool resolve_lost(pqxx::work& tx, const OrphanTask& t, const LossVerdict& v) {
         t.task_id, t.attempt, arg(t.worker_id), status, v.error, type_word);
     bool changed = res.affected_rows() > 0;
     if (changed) {
-        log::warn("task recovered from lost supervisor",
-                  {{"task_id", t.task_id}, {"attempt", t.attempt}, {"status", status},
-                   {"error_type", type_word}, {"error_message", v.error}});
+        log::warn("task recovered from lost supervisor", {{"task_id", t.task_id},
+                                                          {"attempt", t.attempt},
+                                                          {"status", status},
+                                                          {"error_type", type_word},
+                                                          {"error_message", v.error}});
     }
     return changed;
 }
 
 bool is_uuid_text(std::string_view s) {
-    if (s.size() != 36) return false;
+    if (s.size() != 36)
+        return false;
     for (std::size_t i = 0; i < s.size(); ++i) {
         bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-        if (dash ? s[i] != '-' : !std::isxdigit(static_cast<unsigned char>(s[i]))) return false;
+        if (dash ? s[i] != '-' : !std::isxdigit(static_cast<unsigned char>(s[i])))
+            return false;
     }
     return true;
 }
@@ -119,12 +128,15 @@ bool is_uuid_text(std::string_view s) {
 
 std::optional<TaskKey> parse_task_cgroup_name(std::string_view name) {
     constexpr std::string_view kPrefix = "task-";
-    if (name.substr(0, kPrefix.size()) != kPrefix) return std::nullopt;
+    if (name.substr(0, kPrefix.size()) != kPrefix)
+        return std::nullopt;
     name.remove_prefix(kPrefix.size());
     auto dash = name.rfind('-');
-    if (dash == std::string_view::npos) return std::nullopt;
+    if (dash == std::string_view::npos)
+        return std::nullopt;
     std::string_view id = name.substr(0, dash), number = name.substr(dash + 1);
-    if (!is_uuid_text(id) || number.empty()) return std::nullopt;
+    if (!is_uuid_text(id) || number.empty())
+        return std::nullopt;
     TaskKey key;
     auto [end, ec] = std::from_chars(number.data(), number.data() + number.size(), key.attempt);
     if (ec != std::errc{} || end != number.data() + number.size() || key.attempt < 1) {
@@ -145,7 +157,8 @@ std::string supervisor_restarted_text(std::string_view host, int pid) {
 }
 
 std::string memory_exceeded_text(std::optional<std::uint64_t> peak_bytes) {
-    if (!peak_bytes) return "Memory limit exceeded: peak unknown";
+    if (!peak_bytes)
+        return "Memory limit exceeded: peak unknown";
     char buf[64];
     std::snprintf(buf, sizeof buf, "Memory limit exceeded: %.1fMB",
                   static_cast<double>(*peak_bytes) / 1048576.0);
@@ -182,13 +195,14 @@ int recover_expired(pqxx::work& tx, std::chrono::seconds lease, const std::strin
             verdict.error = "task was in progress without a supervisor since " +
                             row["updated"].as<std::string>();
         }
-        if (resolve_lost(tx, task, verdict)) ++recovered;
+        if (resolve_lost(tx, task, verdict))
+            ++recovered;
     }
     return recovered;
 }
 
-int recover_own_previous_life(pqxx::work& tx, const std::string& host,
-                              const std::string& instance, const std::string& my_worker_id,
+int recover_own_previous_life(pqxx::work& tx, const std::string& host, const std::string& instance,
+                              const std::string& my_worker_id,
                               const std::map<TaskKey, CgroupStats>& evidence,
                               const std::set<std::string>& retry_on) {
     auto rows = tx.exec_params(
@@ -206,8 +220,10 @@ int recover_own_previous_life(pqxx::work& tx, const std::string& host,
     for (const auto& row : rows) {
         OrphanTask task = lost_task_from_row(row);
         LossVerdict verdict{error_type::kWorkerLost,
-                            supervisor_restarted_text(task.host, row["pid"].as<int>()), true,
-                            {}, {}};
+                            supervisor_restarted_text(task.host, row["pid"].as<int>()),
+                            true,
+                            {},
+                            {}};
         auto it = evidence.find(TaskKey{task.task_id, task.attempt});
         if (it != evidence.end()) {
             const CgroupStats& stats = it->second;
@@ -219,7 +235,8 @@ int recover_own_previous_life(pqxx::work& tx, const std::string& host,
                 verdict.retryable = memory_retries;
             }
         }
-        if (resolve_lost(tx, task, verdict)) ++resolved;
+        if (resolve_lost(tx, task, verdict))
+            ++resolved;
     }
 
     tx.exec_params(

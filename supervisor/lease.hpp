@@ -74,8 +74,8 @@ int recover_expired(pqxx::work& tx, std::chrono::seconds lease, const std::strin
 /// Retry/failed/cancelled as in recover_expired. The earlier rows get stopped_at
 /// set. Same locking and fencing as recover_expired. Returns how many tasks were
 /// resolved. Throws pqxx exceptions; does not commit.
-int recover_own_previous_life(pqxx::work& tx, const std::string& host,
-                              const std::string& instance, const std::string& my_worker_id,
+int recover_own_previous_life(pqxx::work& tx, const std::string& host, const std::string& instance,
+                              const std::string& my_worker_id,
                               const std::map<TaskKey, CgroupStats>& evidence,
                               const std::set<std::string>& retry_on = {});
 

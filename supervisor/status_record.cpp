@@ -15,21 +15,26 @@ using nlohmann::json;
 // values alive as text for the duration of one statement.
 using Text = std::optional<std::string>;
 
-const char* arg(const Text& text) { return text ? text->c_str() : nullptr; }
+const char* arg(const Text& text) {
+    return text ? text->c_str() : nullptr;
+}
 
 template <class T>
 Text text_of(const std::optional<T>& value) {
-    if (!value) return std::nullopt;
+    if (!value)
+        return std::nullopt;
     return pqxx::to_string(*value);
 }
 
 Text text_of(const std::string& value) {
-    if (value.empty()) return std::nullopt;
+    if (value.empty())
+        return std::nullopt;
     return value;
 }
 
 Text text_of(const std::optional<json>& value) {
-    if (!value || value->is_null()) return std::nullopt;
+    if (!value || value->is_null())
+        return std::nullopt;
     return value->dump();
 }
 
@@ -40,7 +45,8 @@ std::invalid_argument bad_field(const char* key, const std::string& why) {
 template <class T>
 std::optional<T> optional_field(const json& j, const char* key) {
     auto it = j.find(key);
-    if (it == j.end() || it->is_null()) return std::nullopt;
+    if (it == j.end() || it->is_null())
+        return std::nullopt;
     try {
         return it->get<T>();
     } catch (const json::exception& e) {
@@ -51,7 +57,8 @@ std::optional<T> optional_field(const json& j, const char* key) {
 template <class T>
 T required_field(const json& j, const char* key) {
     auto value = optional_field<T>(j, key);
-    if (!value) throw bad_field(key, "missing");
+    if (!value)
+        throw bad_field(key, "missing");
     return *value;
 }
 
@@ -70,18 +77,22 @@ std::string canonical_kind(std::string kind) {
 
 // {"kind": K, "args": {...}} (a queued TaskStore write) reads as args + kind.
 json flatten(const json& j) {
-    if (!j.is_object()) throw std::invalid_argument("journal entry is not an object");
+    if (!j.is_object())
+        throw std::invalid_argument("journal entry is not an object");
     auto args = j.find("args");
-    if (args == j.end() || !args->is_object()) return j;
+    if (args == j.end() || !args->is_object())
+        return j;
     json flat = *args;
     for (const char* key : {"kind", "seq", "journaled_at"}) {
-        if (j.contains(key)) flat[key] = j[key];
+        if (j.contains(key))
+            flat[key] = j[key];
     }
     return flat;
 }
 
 void expect_kind(const json& j, std::string_view kind) {
-    if (!j.is_object()) throw std::invalid_argument("journal entry is not an object");
+    if (!j.is_object())
+        throw std::invalid_argument("journal entry is not an object");
     auto actual = canonical_kind(required_field<std::string>(j, "kind"));
     if (actual != kind) {
         throw std::invalid_argument("journal entry kind '" + actual + "', expected '" +
@@ -91,7 +102,8 @@ void expect_kind(const json& j, std::string_view kind) {
 
 template <class T>
 void put_optional(json& j, const char* key, const std::optional<T>& value) {
-    if (value) j[key] = *value;
+    if (value)
+        j[key] = *value;
 }
 
 void put_fence(json& j, const std::string& task_id, int attempt, const std::string& worker_id) {
@@ -122,8 +134,10 @@ bool close_attempt_row(pqxx::work& tx, const FinishRecord& r, const Text& ended,
         r.task_id, r.attempt, r.worker_id, arg(ended), arg(pid), arg(exit_code), arg(sig),
         r.core_dumped, r.oom_kills, arg(peak), arg(user), arg(sys), arg(wall), arg(outcome),
         arg(error), arg(tail));
-    if (res.affected_rows() > 0) return true;
-    if (missing == MissingRow::Skip) return false;
+    if (res.affected_rows() > 0)
+        return true;
+    if (missing == MissingRow::Skip)
+        return false;
 
     // The claim normally creates the attempt row; if it is missing altogether the
     // death is still recorded. An existing (already closed) row is left alone.
@@ -171,8 +185,8 @@ TimePoint parse_iso8601(std::string_view text) {
     std::string s(text);
     std::tm tm{};
     int consumed = 0;
-    if (std::sscanf(s.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon,
-                    &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &consumed) != 6 ||
+    if (std::sscanf(s.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+                    &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &consumed) != 6 ||
         consumed != 19) {
         throw fail();
     }
@@ -182,16 +196,19 @@ TimePoint parse_iso8601(std::string_view text) {
         ++pos;
         int digits = 0;
         while (pos < s.size() && s[pos] >= '0' && s[pos] <= '9') {
-            if (digits < 6) micros = micros * 10 + (s[pos] - '0');
+            if (digits < 6)
+                micros = micros * 10 + (s[pos] - '0');
             ++digits;
             ++pos;
         }
-        if (digits == 0) throw fail();
+        if (digits == 0)
+            throw fail();
         for (; digits < 6; ++digits) micros *= 10;
     }
-    if (pos + 1 != s.size() || s[pos] != 'Z') throw fail();
-    if (tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 ||
-        tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60) {
+    if (pos + 1 != s.size() || s[pos] != 'Z')
+        throw fail();
+    if (tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 ||
+        tm.tm_min > 59 || tm.tm_sec > 60) {
         throw fail();
     }
     tm.tm_year -= 1900;
@@ -202,19 +219,27 @@ TimePoint parse_iso8601(std::string_view text) {
 
 const char* to_status_word(FinalStatus status) {
     switch (status) {
-    case FinalStatus::Completed: return "completed";
-    case FinalStatus::Failed: return "failed";
-    case FinalStatus::Cancelled: return "cancelled";
-    case FinalStatus::Retry: return "pending";
+        case FinalStatus::Completed:
+            return "completed";
+        case FinalStatus::Failed:
+            return "failed";
+        case FinalStatus::Cancelled:
+            return "cancelled";
+        case FinalStatus::Retry:
+            return "pending";
     }
     return "failed";
 }
 
 FinalStatus parse_status_word(std::string_view word) {
-    if (word == "completed") return FinalStatus::Completed;
-    if (word == "failed") return FinalStatus::Failed;
-    if (word == "cancelled") return FinalStatus::Cancelled;
-    if (word == "pending") return FinalStatus::Retry;
+    if (word == "completed")
+        return FinalStatus::Completed;
+    if (word == "failed")
+        return FinalStatus::Failed;
+    if (word == "cancelled")
+        return FinalStatus::Cancelled;
+    if (word == "pending")
+        return FinalStatus::Retry;
     throw std::invalid_argument("unknown final task status '" + std::string(word) + "'");
 }
 
@@ -234,9 +259,11 @@ json to_json(const FinishRecord& r) {
     j["stderr_tail"] = r.stderr_tail;
     j["error"] = r.error;
     j["error_type"] = r.error_type;
-    if (r.result) j["result"] = *r.result;
+    if (r.result)
+        j["result"] = *r.result;
     j["status"] = to_status_word(r.status);
-    if (r.not_before) j["not_before"] = to_iso8601(*r.not_before);
+    if (r.not_before)
+        j["not_before"] = to_iso8601(*r.not_before);
     j["ended_at"] = to_iso8601(r.ended_at);
     return j;
 }
@@ -265,7 +292,8 @@ FinishRecord finish_from_json(const json& entry) {
         r.result = *it;
         if (it->is_string()) {
             auto parsed = json::parse(it->get<std::string>(), nullptr, false);
-            if (!parsed.is_discarded()) r.result = std::move(parsed);
+            if (!parsed.is_discarded())
+                r.result = std::move(parsed);
         }
     }
     r.status = parse_status_word(required_field<std::string>(j, "status"));
@@ -303,7 +331,8 @@ ProgressRecord progress_from_json(const json& entry) {
 
 json to_json(const WorkerStoppedRecord& r) {
     json j{{"kind", kWorkerStopped}, {"worker_id", r.worker_id}};
-    if (r.at) j["at"] = to_iso8601(*r.at);
+    if (r.at)
+        j["at"] = to_iso8601(*r.at);
     return j;
 }
 
@@ -312,7 +341,8 @@ WorkerStoppedRecord worker_stopped_from_json(const json& entry) {
     expect_kind(j, kWorkerStopped);
     WorkerStoppedRecord r;
     r.worker_id = required_field<std::string>(j, "worker_id");
-    if (j.contains("at") && !j["at"].is_null()) r.at = required_time(j, "at");
+    if (j.contains("at") && !j["at"].is_null())
+        r.at = required_time(j, "at");
     return r;
 }
 
@@ -344,8 +374,8 @@ ApplyResult apply_finish(pqxx::work& tx, const FinishRecord& r) {
 
     // A writer whose task row moved on may still close its own attempt row if
     // nobody else did (ended_at IS NULL), but never creates one.
-    out.attempt_row = close_attempt_row(tx, r, ended,
-                                        out.task_row ? MissingRow::Insert : MissingRow::Skip);
+    out.attempt_row =
+        close_attempt_row(tx, r, ended, out.task_row ? MissingRow::Insert : MissingRow::Skip);
     return out;
 }
 
@@ -375,13 +405,18 @@ ApplyResult apply_worker_stopped(pqxx::work& tx, const WorkerStoppedRecord& r) {
 }
 
 ApplyResult apply_entry(pqxx::work& tx, const json& entry) {
-    if (!entry.is_object()) throw std::invalid_argument("journal entry is not an object");
+    if (!entry.is_object())
+        throw std::invalid_argument("journal entry is not an object");
     auto kind = canonical_kind(required_field<std::string>(entry, "kind"));
-    if (kind == kFinishAttempt) return apply_finish(tx, finish_from_json(entry));
-    if (kind == kProgress) return apply_progress(tx, progress_from_json(entry));
-    if (kind == kWorkerStopped) return apply_worker_stopped(tx, worker_stopped_from_json(entry));
+    if (kind == kFinishAttempt)
+        return apply_finish(tx, finish_from_json(entry));
+    if (kind == kProgress)
+        return apply_progress(tx, progress_from_json(entry));
+    if (kind == kWorkerStopped)
+        return apply_worker_stopped(tx, worker_stopped_from_json(entry));
     // A heartbeat from the past proves nothing now.
-    if (kind == "heartbeat") return {};
+    if (kind == "heartbeat")
+        return {};
     throw std::invalid_argument("unknown journal entry kind '" + kind + "'");
 }
 

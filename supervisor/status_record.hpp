@@ -52,12 +52,12 @@ struct FinishRecord {
     std::optional<double> cpu_user_seconds;
     std::optional<double> cpu_sys_seconds;
     std::optional<double> wall_seconds;
-    std::string outcome;      // "completed" or an error_type word
+    std::string outcome;  // "completed" or an error_type word
     std::string stderr_tail;
 
     // tasks columns (error also goes to the attempt row).
-    std::string error;        // human text; "" on success
-    std::string error_type;   // stable word; "" on success
+    std::string error;       // human text; "" on success
+    std::string error_type;  // stable word; "" on success
     std::optional<nlohmann::json> result;
     FinalStatus status = FinalStatus::Failed;
     std::optional<TimePoint> not_before;  // Retry only; absent means ended_at
@@ -73,8 +73,8 @@ struct ProgressRecord {
     std::string task_id;
     int attempt = 0;
     std::string worker_id;
-    double percent = 0;    // 0..100
-    std::string stage;     // "" keeps the current stage
+    double percent = 0;  // 0..100
+    std::string stage;   // "" keeps the current stage
 
     bool operator==(const ProgressRecord&) const = default;
 };

@@ -39,13 +39,15 @@ std::string run_command(const std::string& cmd) {
     char buf[512];
     while (std::fgets(buf, sizeof buf, p)) out += buf;
     int rc = ::pclose(p);
-    if (rc != 0) FAIL("command failed: " << cmd << "\n" << out);
+    if (rc != 0)
+        FAIL("command failed: " << cmd << "\n" << out);
     while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
     return out;
 }
 
 fs::path source_dir() {
-    if (const char* dir = std::getenv("PV_SOURCE_DIR"); dir && *dir) return dir;
+    if (const char* dir = std::getenv("PV_SOURCE_DIR"); dir && *dir)
+        return dir;
     return PV_SOURCE_DIR_DEFAULT;
 }
 
@@ -84,7 +86,8 @@ public:
         if (!m_cluster_dir.empty()) {
             std::string cmd = (source_dir() / "scripts/pg.sh").string() + " destroy " +
                               m_cluster_dir.string() + " >/dev/null 2>&1";
-            if (std::system(cmd.c_str()) != 0) std::fprintf(stderr, "pg.sh destroy failed\n");
+            if (std::system(cmd.c_str()) != 0)
+                std::fprintf(stderr, "pg.sh destroy failed\n");
             std::error_code ec;
             fs::remove_all(m_cluster_dir, ec);
         }
@@ -135,8 +138,8 @@ std::string add_worker(pqxx::connection& conn, const std::string& host, int pid,
 }
 
 // A task in progress: attempt `attempt` claimed by `worker_id`, with its open attempt row.
-std::string add_claimed_task(pqxx::connection& conn, const std::string& worker_id,
-                             int attempt = 1, int max_attempts = 3) {
+std::string add_claimed_task(pqxx::connection& conn, const std::string& worker_id, int attempt = 1,
+                             int max_attempts = 3) {
     pqxx::work tx(conn);
     auto row = tx.exec_params1(
         "INSERT INTO tasks (request, status, attempts, max_attempts, worker_id, started_at,"
@@ -183,7 +186,8 @@ struct TaskRow {
 
 template <class T>
 std::optional<T> opt(const pqxx::field& f) {
-    if (f.is_null()) return std::nullopt;
+    if (f.is_null())
+        return std::nullopt;
     return f.as<T>();
 }
 
@@ -219,8 +223,7 @@ struct AttemptRow {
     std::optional<int> exit_code;
 };
 
-std::optional<AttemptRow> attempt_row(pqxx::connection& conn, const std::string& id,
-                                      int attempt) {
+std::optional<AttemptRow> attempt_row(pqxx::connection& conn, const std::string& id, int attempt) {
     pqxx::work tx(conn);
     auto rows = tx.exec_params(
         "SELECT ended_at IS NOT NULL, outcome, error,"
@@ -228,7 +231,8 @@ std::optional<AttemptRow> attempt_row(pqxx::connection& conn, const std::string&
         " oom_kills, peak_memory_bytes, exit_code"
         " FROM task_attempts WHERE task_id = $1::uuid AND attempt = $2",
         id, attempt);
-    if (rows.empty()) return std::nullopt;
+    if (rows.empty())
+        return std::nullopt;
     AttemptRow a;
     a.ended = rows[0][0].as<bool>();
     a.outcome = opt<std::string>(rows[0][1]);
@@ -245,7 +249,8 @@ int count(pqxx::connection& conn, const std::string& sql) {
     return tx.exec1(sql)[0].as<int>();
 }
 
-int recover(pqxx::connection& conn, const std::string& my_worker, std::chrono::seconds lease = 30s) {
+int recover(pqxx::connection& conn, const std::string& my_worker,
+            std::chrono::seconds lease = 30s) {
     pqxx::work tx(conn);
     int n = pv::recover_expired(tx, lease, my_worker);
     tx.commit();
@@ -322,7 +327,8 @@ TEST_CASE("an expired supervisor's task is requeued with a worker_lost attempt r
 
     CHECK(recover(*conn, me) == 1);
 
-    const std::string text = "supervisor render-01/111 stopped heartbeating at 2026-01-01T00:00:00Z";
+    const std::string text =
+        "supervisor render-01/111 stopped heartbeating at 2026-01-01T00:00:00Z";
     auto t = task_row(*conn, task);
     CHECK(t.status == "pending");
     CHECK(t.attempts == 1);
@@ -379,8 +385,10 @@ TEST_CASE("live supervisors keep their tasks; stopped ones lose them") {
     std::string slow = add_worker(*conn, "render-04", 444);
     {
         pqxx::work tx(*conn);
-        tx.exec_params0("UPDATE workers SET heartbeat_at = now() - interval '20 seconds'"
-                        " WHERE id = $1::uuid", slow);
+        tx.exec_params0(
+            "UPDATE workers SET heartbeat_at = now() - interval '20 seconds'"
+            " WHERE id = $1::uuid",
+            slow);
         tx.commit();
     }
     std::string slow_task = add_claimed_task(*conn, slow);
@@ -590,10 +598,14 @@ TEST_CASE("journal replay never writes over a newer state") {
         journal.append(pv::to_json(finish_of(task, 1, me, pv::FinalStatus::Failed)));
         {
             pqxx::work tx(*conn);
-            tx.exec_params0("UPDATE tasks SET status = 'completed', result = '{\"by\":\"other\"}'"
-                            " WHERE id = $1::uuid", task);
-            tx.exec_params0("UPDATE task_attempts SET ended_at = now(), outcome = 'completed'"
-                            " WHERE task_id = $1::uuid", task);
+            tx.exec_params0(
+                "UPDATE tasks SET status = 'completed', result = '{\"by\":\"other\"}'"
+                " WHERE id = $1::uuid",
+                task);
+            tx.exec_params0(
+                "UPDATE task_attempts SET ended_at = now(), outcome = 'completed'"
+                " WHERE task_id = $1::uuid",
+                task);
             tx.commit();
         }
         auto stats = pv::replay_journal(journal, *conn);
@@ -609,8 +621,10 @@ TEST_CASE("journal replay never writes over a newer state") {
         journal.append(pv::to_json(finish_of(task, 1, me, pv::FinalStatus::Completed)));
         {
             pqxx::work tx(*conn);
-            tx.exec_params0("UPDATE workers SET heartbeat_at = now() - interval '1 hour'"
-                            " WHERE id = $1::uuid", me);
+            tx.exec_params0(
+                "UPDATE workers SET heartbeat_at = now() - interval '1 hour'"
+                " WHERE id = $1::uuid",
+                me);
             tx.commit();
         }
         REQUIRE(recover(*conn, other) == 1);

@@ -8,8 +8,8 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include <sys/resource.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -140,23 +140,22 @@ TEST_CASE("FinishRecord reader rejects malformed entries") {
 }
 
 TEST_CASE("a queued TaskStore write reads as a FinishRecord") {
-    json write = {
-        {"kind", "finish"},
-        {"args",
-         {{"task_id", "0b6f3c1e-8a4e-4d7b-9c51-2f3a4b5c6d7e"},
-          {"attempt", 1},
-          {"worker_id", "7d1c2b3a-1111-4222-8333-944455556666"},
-          {"pid", 10},
-          {"exit_code", 3},
-          {"signal", nullptr},
-          {"status", "pending"},
-          {"outcome", "exit_code"},
-          {"error", "Process exited with code 3"},
-          {"error_type", "exit_code"},
-          {"retry_delay", 4.0},
-          {"result", "{\"a\":1}"}}},
-        {"journaled_at", "2026-12-03T16:00:00Z"},
-        {"seq", 7}};
+    json write = {{"kind", "finish"},
+                  {"args",
+                   {{"task_id", "0b6f3c1e-8a4e-4d7b-9c51-2f3a4b5c6d7e"},
+                    {"attempt", 1},
+                    {"worker_id", "7d1c2b3a-1111-4222-8333-944455556666"},
+                    {"pid", 10},
+                    {"exit_code", 3},
+                    {"signal", nullptr},
+                    {"status", "pending"},
+                    {"outcome", "exit_code"},
+                    {"error", "Process exited with code 3"},
+                    {"error_type", "exit_code"},
+                    {"retry_delay", 4.0},
+                    {"result", "{\"a\":1}"}}},
+                  {"journaled_at", "2026-12-03T16:00:00Z"},
+                  {"seq", 7}};
     auto rec = pv::finish_from_json(write);
     CHECK(rec.attempt == 1);
     CHECK(rec.exit_code == 3);
@@ -262,6 +261,7 @@ TEST_CASE("clear and drop_through") {
     pv::Journal journal(path);
     for (int i = 1; i <= 4; ++i) journal.append(json{{"kind", "progress"}, {"n", i}});
     journal.drop_through(2);
+    CHECK(journal.size() == 2);
     auto entries = journal.entries();
     REQUIRE(entries.size() == 2);
     CHECK(entries[0]["n"] == 3);
@@ -314,8 +314,10 @@ TEST_CASE("replay applies in order, counts outcomes and empties the journal") {
     auto stats = pv::replay_journal(journal, [&](const json& e) {
         int n = e["n"].get<int>();
         seen.push_back(n);
-        if (n == 2) return pv::ApplyResult{};  // fenced off
-        if (n == 3) throw std::invalid_argument("malformed");
+        if (n == 2)
+            return pv::ApplyResult{};  // fenced off
+        if (n == 3)
+            throw std::invalid_argument("malformed");
         return pv::ApplyResult{true, true};
     });
     CHECK(seen == std::vector<int>{1, 2, 3, 4});
@@ -331,7 +333,8 @@ TEST_CASE("replay that loses the database keeps what was not committed") {
     for (int i = 1; i <= 4; ++i) journal.append(json{{"kind", "progress"}, {"n", i}});
 
     auto failing = [](const json& e) {
-        if (e["n"] == 3) throw std::runtime_error("connection lost");
+        if (e["n"] == 3)
+            throw std::runtime_error("connection lost");
         return pv::ApplyResult{true, true};
     };
     CHECK_THROWS_AS(pv::replay_journal(journal, failing), std::runtime_error);
