@@ -48,7 +48,9 @@ public:
 
     /// Current memory usage of the whole task in bytes (for warnings/watchdog):
     /// the cgroup's usage, or in rlimit mode the summed RSS of the session's
-    /// processes (each call also feeds stats().peak_bytes in that mode).
+    /// processes (each call also feeds stats().peak_bytes in that mode). In
+    /// rlimit mode only RLIMIT_DATA is enforced, so the supervisor's watchdog
+    /// compares this with the limit and kills the task itself.
     virtual std::optional<std::uint64_t> current_bytes() const = 0;
 
     /// Pids currently in the task (empty when none remain). Zombies are not listed.

@@ -269,18 +269,21 @@ int make_dir(const std::string& path) {
     return ::mkdir(path.c_str(), 0755) == 0 ? 0 : errno;
 }
 
+DirPtr open_dir(const std::string& path) {
+    return DirPtr{::opendir(path.c_str()), &::closedir};
+}
+
 std::vector<std::string> list_task_dirs(const std::string& dir) {
     std::vector<std::string> names;
-    DIR* d = ::opendir(dir.c_str());
+    DirPtr d = open_dir(dir);
     if (!d)
         return names;
-    while (dirent* entry = ::readdir(d)) {
+    while (dirent* entry = ::readdir(d.get())) {
         std::string_view name = entry->d_name;
         if (entry->d_type == DT_DIR && name.starts_with("task-") && is_safe_component(name)) {
             names.emplace_back(name);
         }
     }
-    ::closedir(d);
     std::sort(names.begin(), names.end());
     return names;
 }

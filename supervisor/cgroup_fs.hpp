@@ -4,10 +4,12 @@
 // and removing directories. Not part of the public cgroup interface.
 #pragma once
 
+#include <dirent.h>
 #include <sys/types.h>
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -52,6 +54,11 @@ std::optional<std::uint64_t> read_keyed(const std::string& path, std::string_vie
 
 /// Pids listed in "<dir>/cgroup.procs"; empty if the cgroup is gone.
 std::vector<pid_t> read_procs(const std::string& dir);
+
+using DirPtr = std::unique_ptr<DIR, int (*)(DIR*)>;
+
+/// opendir() owned by a DirPtr (null if the directory cannot be opened).
+DirPtr open_dir(const std::string& path);
 
 /// True if the path exists (any type).
 bool exists(const std::string& path);

@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: MIT
 // Fallback where no cgroup can be written: RLIMIT_DATA in the child, and the
 // task tracked as the session the child starts with setsid() (scanned in /proc).
-#include <dirent.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -74,7 +73,7 @@ public:
         : m_name{std::move(name)}, m_limit{memory_limit_bytes} {}
 
     ~RlimitTaskCgroup() override {
-        // Never throw from a destructor; remove() logs what stays, leftovers() finds it.
+        // Never throw from a destructor; there is no directory to leave behind.
         try {
             if (m_leader.load() != 0 && !empty())
                 kill_and_remove(*this, std::chrono::milliseconds(100));
@@ -109,16 +108,18 @@ public:
     }
 
     // Limitation: without cgroups a process that calls setsid() again leaves the
-    // task's session and is no longer seen, measured or killed.
+    // task's session and is no longer seen, measured or killed; and once the
+    // leader is reaped, an unrelated process that gets its pid and calls setsid()
+    // would be taken for part of the task.
     std::vector<pid_t> pids() const override {
         std::vector<pid_t> found;
         pid_t leader = m_leader.load();
         if (leader <= 0)
             return found;
-        DIR* proc = ::opendir("/proc");
+        fs::DirPtr proc = fs::open_dir("/proc");
         if (!proc)
             return found;
-        while (dirent* entry = ::readdir(proc)) {
+        while (dirent* entry = ::readdir(proc.get())) {
             pid_t pid = 0;
             const char* name = entry->d_name;
             auto [ptr, ec] =
@@ -131,7 +132,6 @@ public:
             if (stat->session == leader || stat->pgrp == leader)
                 found.push_back(pid);
         }
-        ::closedir(proc);
         std::sort(found.begin(), found.end());
         return found;
     }
