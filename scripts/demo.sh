@@ -119,8 +119,10 @@ print(", ".join("%d %s" % (n, s) for s, n in sorted(counts.items())))
 EOF
 )
 
-# Prints a status line whenever it changes, until the supervisor exits.
+# Prints a status line for the tasks of this pass (ids from index $1 on)
+# whenever it changes, until the supervisor exits.
 follow() {
+    local first=$1
     local deadline=$((SECONDS + ${DEMO_TIMEOUT:-900})) last= now
     while kill -0 "$sup_pid" 2>/dev/null; do
         if [ $SECONDS -ge $deadline ]; then
@@ -128,7 +130,7 @@ follow() {
             stop_supervisor
             break
         fi
-        now=$("$pvctl" list --json --limit 200 2>/dev/null | python3 -c "$count_py" "${ids[@]}" \
+        now=$("$pvctl" list --json --limit 200 2>/dev/null | python3 -c "$count_py" "${ids[@]:$first}" \
               || true)
         if [ -n "$now" ] && [ "$now" != "$last" ]; then
             printf '    %s\n' "$now"
@@ -145,7 +147,9 @@ follow() {
     fi
 }
 
-run_supervisor() {  # run_supervisor [extra supervisor flags...]
+run_supervisor() {  # run_supervisor FIRST_ID_INDEX [extra supervisor flags...]
+    local first=$1
+    shift
     {
         echo "---- $(date -Is) demo pass: $*"
     } >>"$log"
@@ -154,7 +158,7 @@ run_supervisor() {  # run_supervisor [extra supervisor flags...]
         "$supervisor" --max-children 2 --exit-when-idle --poll-interval 2 \
         --task-timeout 600 --child-command "$child_program" "$@" >>"$log" 2>&1 &
     sup_pid=$!
-    follow
+    follow "$first"
 }
 
 say "enqueueing samples"
@@ -164,12 +168,13 @@ done
 enqueue broken-missing-photo --max-attempts 1
 
 say "rendering with build/supervisor/supervisor --max-children 2 (log: .state/demo-supervisor.log)"
-run_supervisor
+run_supervisor 0
 
 # Only this task runs in the second pass, under a per-task limit it cannot meet.
 say "rendering memory-hungry-4k under a 60 MB memory limit (MEMORY_CRITICAL_THRESHOLD=60)"
+second=${#ids[@]}
 enqueue memory-hungry-4k --max-attempts 1
-run_supervisor --memory-limit 60 --memory-warning 40
+run_supervisor "$second" --memory-limit 60 --memory-warning 40
 trap - INT TERM
 
 # Formats the final table from lines "SAMPLE<TAB>pvctl show --json".
