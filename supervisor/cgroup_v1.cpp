@@ -63,7 +63,11 @@ public:
     }
 
     std::optional<std::uint64_t> current_bytes() const override {
-        return fs::read_u64(m_memory_dir + "/memory.usage_in_bytes");
+        auto usage = fs::read_u64(m_memory_dir + "/memory.usage_in_bytes");
+        if (!usage)
+            return std::nullopt;
+        auto inactive = fs::read_keyed(m_memory_dir + "/memory.stat", "total_inactive_file");
+        return *usage - std::min(*usage, inactive.value_or(0));
     }
 
     std::vector<pid_t> pids() const override {

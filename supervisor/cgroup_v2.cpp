@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <sstream>
@@ -43,7 +44,11 @@ public:
     int join_from_child() const noexcept override { return fs::join_cgroup(m_procs.c_str()); }
 
     std::optional<std::uint64_t> current_bytes() const override {
-        return fs::read_u64(m_dir + "/memory.current");
+        auto usage = fs::read_u64(m_dir + "/memory.current");
+        if (!usage)
+            return std::nullopt;
+        auto inactive = fs::read_keyed(m_dir + "/memory.stat", "inactive_file");
+        return *usage - std::min(*usage, inactive.value_or(0));
     }
 
     std::vector<pid_t> pids() const override { return fs::read_procs(m_dir); }
@@ -164,7 +169,7 @@ bool lists_controller(const std::string& file, const std::string& controller) {
     return false;
 }
 
-// Turns on `controllers` for the children of `dir`. Returns 0 or an errno value.
+// Turns on memory (and pids) for the children of `dir`. Returns 0 or an errno value.
 int enable_controllers(const std::string& dir, bool with_pids) {
     if (int err = fs::write_file(dir + "/cgroup.subtree_control", "+memory"); err != 0) {
         return err;
