@@ -38,7 +38,13 @@ export N_KILL_PEER=${N_KILL_PEER:-20} IDLE_SECONDS=${IDLE_SECONDS:-30} RENDER_RU
 export DISPATCH_CHILDREN=${DISPATCH_CHILDREN:-2 4} GRAPHILE_WATCH=${GRAPHILE_WATCH:-30}
 
 build=${BENCH_BUILD:-$root/build-bench}
-export RESULTS=${BENCH_RESULTS:-$here/results}
+# A quick run keeps its results (and report) in the build dir, so it never
+# replaces the committed ones.
+if [ "$quick" = 1 ]; then
+    export RESULTS=${BENCH_RESULTS:-$build/bench-quick}
+else
+    export RESULTS=${BENCH_RESULTS:-$here/results}
+fi
 export STATE=${BENCH_STATE:-$build/bench-state}
 export MEDIA=${MEDIA:-$(cd "$root/.." && pwd)/shared/media}
 [ -d "$MEDIA" ] || MEDIA=/work/shared/media
@@ -117,5 +123,7 @@ if wants render; then
     fi
 fi
 
-python3 "$here/report.py" "$RESULTS" "$here"
-log "report: $here/report.md"
+report_dir=${BENCH_REPORT_DIR:-$here}
+[ "$quick" = 1 ] && report_dir=${BENCH_REPORT_DIR:-$RESULTS}
+python3 "$here/report.py" "$RESULTS" "$report_dir"
+log "report: $report_dir/report.md"

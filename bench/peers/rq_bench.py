@@ -18,6 +18,7 @@ from redis import Redis
 from rq import Queue
 from rq.job import Job
 from rq.registry import FailedJobRegistry, FinishedJobRegistry
+from rq.results import Result
 
 import rq_jobs
 
@@ -79,12 +80,18 @@ def dispatch(redis, q, n, results):
     return ok
 
 
-def latency(q, n, results):
+def wait_result(redis, job, timeout):
+    """Blocks on the job's result stream (RQ 1.13 has no waiting API)."""
+    redis.xread({Result.get_key(job.id): "0-0"}, count=1, block=int(timeout * 1000))
+    return job.latest_result()
+
+
+def latency(redis, q, n, results):
     rows = []
     for _ in range(n):
         t_enqueue = time.time_ns()
         job = q.enqueue(rq_jobs.noop, result_ttl=3600)
-        res = job.latest_result(timeout=60)
+        res = wait_result(redis, job, 60)
         t_seen = time.time_ns()
         started = res.return_value if res is not None else ""
         rows.append([job.id, t_enqueue, started, t_seen, job.get_status()])
@@ -126,10 +133,10 @@ def kill_latency(redis, q, n, results):
         w.writerows(rows)
 
 
-def memory(q, results):
+def memory(redis, q, results):
     t0 = time.time_ns()
     job = q.enqueue(rq_jobs.allocate, 200, result_ttl=3600)
-    res = job.latest_result(timeout=120)
+    res = wait_result(redis, job, 120)
     t1 = time.time_ns()
     job.refresh()
     out = {
@@ -154,11 +161,11 @@ def main():
         dispatch(redis, q, int(n_dispatch), results)
         time.sleep(2)
         print(f"rq: latency {n_latency}", file=sys.stderr)
-        latency(q, int(n_latency), results)
+        latency(redis, q, int(n_latency), results)
         print(f"rq: kill {n_kill}", file=sys.stderr)
         kill_latency(redis, q, int(n_kill), results)
         print("rq: memory", file=sys.stderr)
-        memory(q, results)
+        memory(redis, q, results)
     finally:
         stop_workers(procs)
 
