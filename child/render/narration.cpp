@@ -3,6 +3,8 @@
 
 #include <espeak-ng/speak_lib.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cstdint>
 #include <mutex>
 #include <stdexcept>
@@ -25,18 +27,27 @@ struct SynthState {
     std::size_t total_chars = 1;
 };
 
+// The synthesis in progress; espeak-ng calls back on the caller's thread
+// while g_espeak_mutex is held.
+SynthState* g_state = nullptr;
+
 int on_synth(short* wav, int count, espeak_EVENT* events) {
-    SynthState* state = nullptr;
+    SynthState* state = g_state;
+    if (!state) return 0;
     for (espeak_EVENT* e = events; e && e->type != espeakEVENT_LIST_TERMINATED; ++e) {
-        state = static_cast<SynthState*>(e->user_data);
-        if (e->type == espeakEVENT_WORD && state) {
-            state->words.push_back({e->text_position, e->length, e->audio_position});
-            if (state->progress && *state->progress) {
+        // Zero-length word events mark pauses, not written words.
+        if (e->type != espeakEVENT_WORD || e->length <= 0) continue;
+        state->words.push_back({e->text_position, e->length, e->audio_position});
+        if (state->progress && *state->progress) {
+            // Nothing may unwind through espeak-ng's C frames.
+            try {
                 (*state->progress)(static_cast<double>(e->text_position) / state->total_chars);
+            } catch (...) {
+                state->progress = nullptr;
             }
         }
     }
-    if (state && wav && count > 0) state->samples.insert(state->samples.end(), wav, wav + count);
+    if (wav && count > 0) state->samples.insert(state->samples.end(), wav, wav + count);
     return 0;  // continue synthesis
 }
 
@@ -57,19 +68,13 @@ std::size_t utf8_offset(const std::string& s, std::size_t chars) {
     return i;
 }
 
-bool is_word_char(unsigned char c) { return c >= 0x80 || std::isalnum(c) || c == '\''; }
-
-// The word that starts at byte `pos`, without surrounding punctuation.
-std::string word_at(const std::string& text, std::size_t pos, std::size_t len_bytes) {
-    std::string w = text.substr(pos, len_bytes);
-    // espeak's length can stop short of the written word or run past it; take
-    // the whitespace-delimited token that holds `pos`.
+// The whitespace-delimited token of `text` that holds byte `pos`.
+std::pair<std::size_t, std::size_t> token_at(const std::string& text, std::size_t pos) {
     std::size_t end = pos;
     while (end < text.size() && !std::isspace(static_cast<unsigned char>(text[end]))) ++end;
     std::size_t start = pos;
     while (start > 0 && !std::isspace(static_cast<unsigned char>(text[start - 1]))) --start;
-    w = text.substr(start, end - start);
-    return w;
+    return {start, end};
 }
 
 }  // namespace
@@ -77,13 +82,20 @@ std::string word_at(const std::string& text, std::size_t pos, std::size_t len_by
 Speech synthesize(const std::string& text, const std::string& voice,
                   const std::function<void(double)>& progress) {
     std::lock_guard lock(g_espeak_mutex);
+    // Initialised once per process: espeak_Terminate followed by a second
+    // espeak_Initialize hangs in espeak-ng 1.51.
+    // Limitation: espeak-ng keeps state between texts, so the same text can
+    // come out a few milliseconds (first call: about 0.1 s) shorter or longer
+    // from one synthesis to the next; scene lengths follow the actual speech.
     if (g_espeak_rate == 0) {
         int rate = espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, 500, nullptr,
                                      espeakINITIALIZE_DONT_EXIT);
-        if (rate <= 0) throw std::runtime_error("espeak-ng: cannot initialise (data missing?)");
+        if (rate <= 0) {
+            throw std::runtime_error("espeak-ng: cannot initialise (espeak-ng-data missing?)");
+        }
         g_espeak_rate = rate;
-        espeak_SetSynthCallback(on_synth);
     }
+    espeak_SetSynthCallback(on_synth);
     if (espeak_SetVoiceByName(voice.empty() ? "en" : voice.c_str()) != EE_OK) {
         throw std::runtime_error("espeak-ng: unknown voice \"" + voice + "\"");
     }
@@ -91,8 +103,10 @@ Speech synthesize(const std::string& text, const std::string& voice,
     SynthState state;
     state.progress = &progress;
     state.total_chars = std::max<std::size_t>(1, utf8_length(text));
+    g_state = &state;
     espeak_ERROR rc = espeak_Synth(text.c_str(), text.size() + 1, 0, POS_CHARACTER, 0,
-                                   espeakCHARS_UTF8, nullptr, &state);
+                                   espeakCHARS_UTF8, nullptr, nullptr);
+    g_state = nullptr;
     if (rc != EE_OK) throw std::runtime_error("espeak-ng: synthesis failed");
 
     Speech speech;
@@ -102,17 +116,11 @@ Speech synthesize(const std::string& text, const std::string& voice,
     for (const auto& e : state.words) {
         std::size_t pos = utf8_offset(text, static_cast<std::size_t>(std::max(0, e.char_pos - 1)));
         if (pos >= text.size()) continue;
-        std::size_t len = utf8_offset(text, static_cast<std::size_t>(e.char_pos - 1 + e.char_len));
-        std::string w = word_at(text, pos, len > pos ? len - pos : 0);
         // Several events inside one written token ("100%") become one word.
-        std::size_t start = pos;
-        while (start > 0 && !std::isspace(static_cast<unsigned char>(text[start - 1]))) --start;
-        if (start == last_start || w.empty()) continue;
-        bool has_letters = false;
-        for (unsigned char c : w) has_letters = has_letters || is_word_char(c);
-        if (!has_letters) continue;
+        auto [start, end] = token_at(text, pos);
+        if (start == last_start || start == end) continue;
         last_start = start;
-        speech.words.push_back({w, e.ms / 1000.0, 0});
+        speech.words.push_back({text.substr(start, end - start), e.ms / 1000.0, 0});
     }
     for (std::size_t i = 0; i < speech.words.size(); ++i) {
         speech.words[i].end = i + 1 < speech.words.size() ? speech.words[i + 1].start : total;

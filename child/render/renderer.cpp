@@ -479,6 +479,13 @@ RenderResult render_impl(const RenderJob& job) {
     result.width = plan.width;
     result.height = plan.height;
     result.fps = plan.fps;
+    for (const ScenePlan& sp : plan.scenes) {
+        result.scene_seconds.push_back(static_cast<double>(sp.frames) / plan.fps);
+        result.narration_seconds.push_back(sp.speech      ? sp.speech->audio.seconds()
+                                           : sp.narration ? sp.narration->seconds()
+                                                          : 0.0);
+    }
+    if (plan.global_speech) result.global_narration_seconds = plan.global_speech->audio.seconds();
     return result;
 }
 

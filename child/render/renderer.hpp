@@ -55,6 +55,11 @@ struct RenderResult {
     int width = 0;
     int height = 0;
     double fps = 0;
+    /// Per scene: its length on the timeline in seconds (whole frames,
+    /// crossfades included) and the length of its narration (0 = none).
+    std::vector<double> scene_seconds;
+    std::vector<double> narration_seconds;
+    double global_narration_seconds = 0;  // 0 = no global narration
 };
 
 /// Renders the job. Throws RenderError for every expected failure.
