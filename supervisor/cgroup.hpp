@@ -47,8 +47,8 @@ public:
     virtual int join_from_child() const noexcept = 0;
 
     /// Current memory usage of the whole task in bytes (for warnings/watchdog):
-    /// the cgroup's usage minus inactive page cache (the "working set", which the
-    /// kernel cannot simply drop), or in rlimit mode the summed RSS of the session's
+    /// the cgroup's usage minus inactive page cache (the "working set" kubelet and
+    /// docker report), or in rlimit mode the summed RSS of the session's
     /// processes (each call also feeds stats().peak_bytes in that mode). In
     /// rlimit mode only RLIMIT_DATA is enforced, so the supervisor's watchdog
     /// compares this with the limit and kills the task itself.

@@ -15,7 +15,6 @@
 #include <charconv>
 #include <chrono>
 #include <cstring>
-#include <fstream>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -64,9 +63,9 @@ struct Mount {
     std::vector<std::string> super_options;
 };
 
-std::vector<Mount> cgroup_mounts() {
+std::vector<Mount> cgroup_mounts(std::string_view mountinfo) {
     std::vector<Mount> mounts;
-    std::ifstream in("/proc/self/mountinfo");
+    std::istringstream in{std::string(mountinfo)};
     std::string line;
     while (std::getline(in, line)) {
         std::size_t dash = line.find(" - ");
@@ -91,9 +90,9 @@ struct Membership {
     bool unified = false;
 };
 
-std::vector<Membership> own_memberships() {
+std::vector<Membership> memberships(std::string_view proc_cgroup) {
     std::vector<Membership> out;
-    std::ifstream in("/proc/self/cgroup");
+    std::istringstream in{std::string(proc_cgroup)};
     std::string line;
     while (std::getline(in, line)) {
         // "id:controllers:path"; the path itself may contain ':'.
@@ -149,25 +148,31 @@ std::optional<OwnCgroup> resolve(const Membership& m, const std::vector<Mount>& 
 
 }  // namespace
 
-std::optional<OwnCgroup> own_v1_cgroup(std::string_view controller) {
-    auto mounts = cgroup_mounts();
-    for (const Membership& m : own_memberships()) {
-        if (std::find(m.controllers.begin(), m.controllers.end(), controller) ==
-            m.controllers.end()) {
+std::optional<OwnCgroup> find_own_cgroup(std::string_view proc_cgroup, std::string_view mountinfo,
+                                         std::string_view controller) {
+    auto mounts = cgroup_mounts(mountinfo);
+    for (const Membership& m : memberships(proc_cgroup)) {
+        if (controller.empty()) {
+            if (m.unified)
+                return resolve(m, mounts, "cgroup2", "");
             continue;
         }
-        return resolve(m, mounts, "cgroup", controller);
+        if (std::find(m.controllers.begin(), m.controllers.end(), controller) !=
+            m.controllers.end()) {
+            return resolve(m, mounts, "cgroup", controller);
+        }
     }
     return std::nullopt;
 }
 
+std::optional<OwnCgroup> own_v1_cgroup(std::string_view controller) {
+    return find_own_cgroup(read_file("/proc/self/cgroup").value_or(""),
+                           read_file("/proc/self/mountinfo").value_or(""), controller);
+}
+
 std::optional<OwnCgroup> own_v2_cgroup() {
-    auto mounts = cgroup_mounts();
-    for (const Membership& m : own_memberships()) {
-        if (m.unified)
-            return resolve(m, mounts, "cgroup2", "");
-    }
-    return std::nullopt;
+    return find_own_cgroup(read_file("/proc/self/cgroup").value_or(""),
+                           read_file("/proc/self/mountinfo").value_or(""), "");
 }
 
 int join_cgroup(const char* procs_path) noexcept {

@@ -31,6 +31,11 @@ std::optional<OwnCgroup> own_v1_cgroup(std::string_view controller);
 /// Our cgroup in the unified (cgroup2) hierarchy, if it is mounted.
 std::optional<OwnCgroup> own_v2_cgroup();
 
+/// The lookup behind both, on given texts of /proc/self/cgroup and
+/// /proc/self/mountinfo. An empty `controller` means the unified hierarchy.
+std::optional<OwnCgroup> find_own_cgroup(std::string_view proc_cgroup, std::string_view mountinfo,
+                                         std::string_view controller);
+
 /// Moves the calling process into the cgroup whose "cgroup.procs" path is
 /// given, by writing "0" (works on v1 and v2). Returns 0 or an errno value.
 /// Async-signal-safe: for use between fork and exec.

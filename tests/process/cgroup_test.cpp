@@ -102,6 +102,47 @@ std::unique_ptr<pv::CgroupManager> cgroup_manager(const std::string& instance) {
 
 }  // namespace
 
+TEST_CASE("own cgroups are found from /proc/self/cgroup and mountinfo") {
+    using pv::cgroup_fs::find_own_cgroup;
+    // The hybrid CI host: v1 memory in a per-job cgroup, controller-less cgroup2.
+    const char* hybrid_cgroup =
+        "9:name=systemd:/\n8:pids:/\n4:memory:/process_api/abc\n1:cpu:/\n0::/\n";
+    const char* hybrid_mounts =
+        "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755\n"
+        "35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n"
+        "39 31 0:36 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids\n"
+        "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
+    auto memory = find_own_cgroup(hybrid_cgroup, hybrid_mounts, "memory");
+    REQUIRE(memory);
+    CHECK(memory->dir == "/sys/fs/cgroup/memory/process_api/abc");
+    CHECK(memory->cgroup_path == "/process_api/abc");
+    auto pids = find_own_cgroup(hybrid_cgroup, hybrid_mounts, "pids");
+    REQUIRE(pids);
+    CHECK(pids->dir == "/sys/fs/cgroup/pids");
+    auto unified = find_own_cgroup(hybrid_cgroup, hybrid_mounts, "");
+    REQUIRE(unified);
+    CHECK(unified->dir == "/sys/fs/cgroup/unified");
+    CHECK_FALSE(find_own_cgroup(hybrid_cgroup, hybrid_mounts, "cpu"));  // not mounted
+
+    // Pure v2 under systemd with DelegateSubgroup=supervisor.
+    auto v2 = find_own_cgroup(
+        "0::/system.slice/pv.service/supervisor\n",
+        "25 19 0:22 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n", "");
+    REQUIRE(v2);
+    CHECK(v2->dir == "/sys/fs/cgroup/system.slice/pv.service/supervisor");
+    CHECK_FALSE(
+        find_own_cgroup("0::/x\n", "25 19 0:22 / /sys/fs/cgroup rw - cgroup2 c rw\n", "memory"));
+
+    // Co-mounted controllers, a bind mount of a subtree and an escaped space.
+    auto bound =
+        find_own_cgroup("5:cpu,memory:/docker/abc/job\n",
+                        "40 30 0:40 /docker/other /mnt/other rw - cgroup cgroup rw,cpu,memory\n"
+                        "41 30 0:40 /docker/abc /mnt/my\\040cg rw - cgroup cgroup rw,cpu,memory\n",
+                        "memory");
+    REQUIRE(bound);
+    CHECK(bound->dir == "/mnt/my cg/job");
+}
+
 TEST_CASE("a child over its memory limit is OOM-killed and counted") {
     std::string instance = test_instance();
     {
