@@ -295,29 +295,36 @@ std::vector<std::string> list_task_dirs(const std::string& dir) {
 
 bool remove_dirs(const std::vector<std::string>& dirs) {
     // Ten tries, 20 ms apart: the kernel needs a moment after the last exit
-    // before an emptied cgroup can be removed.
+    // before an emptied cgroup can be removed. Only EBUSY is worth a retry.
     constexpr int kTries = 10;
     constexpr auto kPause = std::chrono::milliseconds(20);
-    std::vector<std::string> left = dirs;
-    int last_err = 0;
-    for (int attempt = 0; attempt < kTries && !left.empty(); ++attempt) {
-        if (attempt > 0)
-            std::this_thread::sleep_for(kPause);
-        std::vector<std::string> busy;
-        for (const std::string& dir : left) {
-            if (::rmdir(dir.c_str()) == 0 || errno == ENOENT)
+    struct Left {
+        std::string dir;
+        int err;
+    };
+    std::vector<Left> left;
+    for (const std::string& dir : dirs) left.push_back({dir, EBUSY});
+    for (int attempt = 0; attempt < kTries; ++attempt) {
+        bool any_busy = false;
+        for (Left& item : left) {
+            if (item.err != EBUSY)
                 continue;
-            last_err = errno;
-            busy.push_back(dir);
+            item.err = ::rmdir(item.dir.c_str()) == 0 ? 0 : errno;
+            any_busy = any_busy || item.err == EBUSY;
         }
-        left = std::move(busy);
-        if (last_err != EBUSY)
+        if (!any_busy)
             break;
+        if (attempt + 1 < kTries)
+            std::this_thread::sleep_for(kPause);
     }
-    for (const std::string& dir : left) {
-        log::warn("cgroup left behind", {{"path", dir}, {"error", std::strerror(last_err)}});
+    bool all_gone = true;
+    for (const Left& item : left) {
+        if (item.err == 0 || item.err == ENOENT)
+            continue;
+        all_gone = false;
+        log::warn("cgroup left behind", {{"path", item.dir}, {"error", std::strerror(item.err)}});
     }
-    return left.empty();
+    return all_gone;
 }
 
 bool is_safe_component(std::string_view name) {
