@@ -32,18 +32,20 @@ cat >"$work/request.json" <<JSON
   {"type": "image", "image": "$img/Storm.jpg", "duration": 5, "music": "$music"}]}
 JSON
 
-# timed NAME RUN cmd...: appends "name,run,wall_s,max_rss_kb,exit" to render.csv.
+# timed NAME RUN cmd...: appends "name,run,wall_s,max_rss_kb,exit,cpu_s" to
+# render.csv (cpu_s = user + system, less sensitive to other users than wall).
 timed() {
     local name=$1 run=$2
     shift 2
     local tf=$work/time-$name-$run.txt
     local rc=0
     /usr/bin/time -v -o "$tf" "$@" >"$work/$name-$run.log" 2>&1 || rc=$?
-    local wall rss
+    local wall rss cpu
     wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$tf" |
         awk -F: '{ if (NF == 3) print $1*3600 + $2*60 + $3; else print $1*60 + $2 }')
     rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$tf")
-    echo "$name,$run,$wall,$rss,$rc" >>"$RESULTS/render.csv"
+    cpu=$(awk -F': ' '/(User|System) time \(seconds\)/ {s += $2} END {print s}' "$tf")
+    echo "$name,$run,$wall,$rss,$rc,$cpu" >>"$RESULTS/render.csv"
     if [ "$rc" != 0 ]; then
         log "$name run $run failed (exit $rc):"
         tail -n 15 "$work/$name-$run.log" >&2
@@ -52,7 +54,8 @@ timed() {
 }
 
 run_ours() {
-    local run=$1 dir=$work/ours-$run
+    local run=$1
+    local dir=$work/ours-$run
     rm -rf "$dir"
     mkdir -p "$dir"
     (cd "$dir" && OUTPUT_DIR=$work/out ASSET_ROOTS=$MEDIA PV_TASK_ID=bench-$run \
@@ -91,7 +94,7 @@ run_x264() {
         -c:v libx264 -preset veryfast -crf 23 -an -f mp4 "$work/x264-$run.mp4"
 }
 
-echo "name,run,wall_s,max_rss_kb,exit" >"$RESULTS/render.csv"
+echo "name,run,wall_s,max_rss_kb,exit,cpu_s" >"$RESULTS/render.csv"
 
 # Our frames, dumped once, are what x264 alone encodes.
 log "run 0 of ours (warm-up, also the frames for x264 alone)"

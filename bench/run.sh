@@ -123,6 +123,8 @@ if wants render; then
     fi
 fi
 
+echo "load end: $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min, at the end, $(date -u +%H:%M:%S) UTC)" \
+    >>"$RESULTS/machine.txt"
 report_dir=${BENCH_REPORT_DIR:-$here}
 [ "$quick" = 1 ] && report_dir=${BENCH_REPORT_DIR:-$RESULTS}
 python3 "$here/report.py" "$RESULTS" "$report_dir"
