@@ -54,7 +54,8 @@ void write_all(int fd, std::string_view data, const std::string& what) {
 }
 
 std::string format_line(const json& entry) {
-    std::string body = entry.dump();
+    // Invalid UTF-8 (from a child's stderr, say) must not make the append throw.
+    std::string body = entry.dump(-1, ' ', false, json::error_handler_t::replace);
     char prefix[16];
     std::snprintf(prefix, sizeof prefix, "%08x ", crc32(body));
     return prefix + body + "\n";

@@ -5,6 +5,8 @@
 #include <ctime>
 #include <stdexcept>
 
+#include "log.hpp"
+
 namespace pv {
 
 namespace {
@@ -35,7 +37,7 @@ Text text_of(const std::string& value) {
 Text text_of(const std::optional<json>& value) {
     if (!value || value->is_null())
         return std::nullopt;
-    return value->dump();
+    return value->dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 std::invalid_argument bad_field(const char* key, const std::string& why) {
@@ -115,7 +117,7 @@ void put_fence(json& j, const std::string& task_id, int attempt, const std::stri
 enum class MissingRow { Insert, Skip };
 
 // Closes the attempt row. Fenced on ended_at IS NULL, so the first close wins.
-bool close_attempt_row(pqxx::work& tx, const FinishRecord& r, const Text& ended,
+bool close_attempt_row(pqxx::transaction_base& tx, const FinishRecord& r, const Text& ended,
                        MissingRow missing) {
     Text pid = text_of(r.pid), exit_code = text_of(r.exit_code), sig = text_of(r.signal);
     Text peak = text_of(r.peak_memory_bytes), user = text_of(r.cpu_user_seconds);
@@ -346,7 +348,9 @@ WorkerStoppedRecord worker_stopped_from_json(const json& entry) {
     return r;
 }
 
-ApplyResult apply_finish(pqxx::work& tx, const FinishRecord& r) {
+namespace {
+
+ApplyResult apply_finish_once(pqxx::transaction_base& tx, const FinishRecord& r) {
     const char* status = to_status_word(r.status);
     Text ended = to_iso8601(r.ended_at);
     Text not_before = to_iso8601(r.not_before.value_or(r.ended_at));
@@ -377,6 +381,31 @@ ApplyResult apply_finish(pqxx::work& tx, const FinishRecord& r) {
     out.attempt_row =
         close_attempt_row(tx, r, ended, out.task_row ? MissingRow::Insert : MissingRow::Skip);
     return out;
+}
+
+}  // namespace
+
+ApplyResult apply_finish(pqxx::work& tx, const FinishRecord& r) {
+    // A plain SAVEPOINT: pqxx 6's subtransaction does not recover from a failed
+    // parameterised statement (the parent stays aborted).
+    tx.exec0("SAVEPOINT pv_apply_finish");
+    try {
+        ApplyResult out = apply_finish_once(tx, r);
+        tx.exec0("RELEASE SAVEPOINT pv_apply_finish");
+        return out;
+    } catch (const pqxx::data_exception& e) {
+        // Text the database cannot store (a NUL in the result's JSON, say) must
+        // not leave the task in progress: record the end without the payload.
+        if (!r.result && r.stderr_tail.empty())
+            throw;
+        tx.exec0("ROLLBACK TO SAVEPOINT pv_apply_finish");
+        log::error("status record trimmed",
+                   {{"task_id", r.task_id}, {"attempt", r.attempt}, {"error_message", e.what()}});
+        FinishRecord trimmed = r;
+        trimmed.result.reset();
+        trimmed.stderr_tail = std::string("result/stderr not stored: ") + e.what();
+        return apply_finish_once(tx, trimmed);
+    }
 }
 
 ApplyResult apply_progress(pqxx::work& tx, const ProgressRecord& r) {

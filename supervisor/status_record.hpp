@@ -126,6 +126,10 @@ struct ApplyResult {
 /// Completed sets progress 100, result, error NULL; Retry sets status 'pending',
 /// worker_id NULL, progress 0, stage NULL, not_before (or ended_at); the others
 /// set finished_at = ended_at. error/error_type/result are written as given.
+/// Runs in a savepoint: if the database refuses the payload (data exception,
+/// e.g. a NUL in the result JSON), the end is recorded again without result and
+/// stderr_tail (stderr_tail then names the refusal), so the task still leaves
+/// 'inprogress'.
 /// Throws pqxx exceptions; does not commit.
 ApplyResult apply_finish(pqxx::work& tx, const FinishRecord& rec);
 

@@ -543,6 +543,22 @@ TEST_CASE("apply_finish records the death time and the final state") {
         CHECK(t.not_before_age < 60);
     }
 
+    SUBCASE("a payload the database refuses still ends the attempt") {
+        std::string task = add_claimed_task(*conn, me);
+        auto rec = finish_of(task, 1, me, pv::FinalStatus::Completed);
+        rec.result = json{{"text", std::string("a\0b", 3)}};  // jsonb refuses \u0000
+        auto r = apply(*conn, rec);
+        CHECK(r.task_row);
+        CHECK(r.attempt_row);
+        auto t = task_row(*conn, task);
+        CHECK(t.status == "completed");
+        CHECK_FALSE(t.result.has_value());
+        pqxx::work tx(*conn);
+        auto tail =
+            tx.exec_params1("SELECT stderr_tail FROM task_attempts WHERE task_id = $1::uuid", task);
+        CHECK(tail[0].as<std::string>().rfind("result/stderr not stored: ", 0) == 0);
+    }
+
     SUBCASE("a missing attempt row is created for the rightful owner") {
         std::string task = add_claimed_task(*conn, me);
         {
