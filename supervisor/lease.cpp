@@ -246,4 +246,18 @@ int recover_own_previous_life(pqxx::work& tx, const std::string& host, const std
     return resolved;
 }
 
+std::set<TaskKey> lost_ownership(pqxx::work& tx, const std::string& my_worker_id,
+                                 const std::set<TaskKey>& running) {
+    std::set<TaskKey> lost;
+    for (const auto& key : running) {
+        auto rows = tx.exec_params(
+            "SELECT 1 FROM tasks WHERE id::text = $1 AND attempts = $2::integer"
+            " AND status = 'inprogress' AND worker_id::text = $3",
+            key.task_id, key.attempt, my_worker_id);
+        if (rows.empty())
+            lost.insert(key);
+    }
+    return lost;
+}
+
 }  // namespace pv

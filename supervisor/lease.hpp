@@ -79,4 +79,13 @@ int recover_own_previous_life(pqxx::work& tx, const std::string& host, const std
                               const std::map<TaskKey, CgroupStats>& evidence,
                               const std::set<std::string>& retry_on = {});
 
+/// Of the attempts this supervisor is still running, those it no longer owns:
+/// the task row is not 'inprogress' with that attempt number and `my_worker_id`
+/// (a peer recovered it after our heartbeat lapsed, or an operator reset it).
+/// Their final writes will be fenced off, so the supervisor should stop those
+/// children rather than let two attempts of one task run at once. Call after a
+/// heartbeat succeeds again following a failure. Read-only; throws pqxx exceptions.
+std::set<TaskKey> lost_ownership(pqxx::work& tx, const std::string& my_worker_id,
+                                 const std::set<TaskKey>& running);
+
 }  // namespace pv

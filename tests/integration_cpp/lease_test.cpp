@@ -507,6 +507,25 @@ TEST_CASE("a stale write from a presumed-dead supervisor changes nothing") {
     CHECK(task_row(*conn, task).status == "completed");
 }
 
+TEST_CASE("a supervisor learns which of its running attempts were taken from it") {
+    auto conn = fresh();
+    std::string me = add_worker(*conn, "render-01", 111, "2026-01-01T00:00:00Z");
+    std::string peer = add_worker(*conn, "render-02", 222);
+    std::string kept = add_claimed_task(*conn, me);
+    std::string taken = add_claimed_task(*conn, me, 2, 3);
+    {
+        // My heartbeat lapsed: the peer recovers both; then I claim `kept` again.
+        pqxx::work tx(*conn);
+        CHECK(pv::recover_expired(tx, 30s, peer) == 2);
+        tx.commit();
+    }
+    reclaim(*conn, kept, me);  // attempt 2 of `kept` is mine again
+    pqxx::work tx(*conn);
+    auto lost = pv::lost_ownership(tx, me, {{kept, 2}, {taken, 2}, {kept, 1}});
+    CHECK(lost == std::set<pv::TaskKey>{{taken, 2}, {kept, 1}});
+    CHECK(pv::lost_ownership(tx, me, {}).empty());
+}
+
 TEST_CASE("apply_finish records the death time and the final state") {
     auto conn = fresh();
     std::string me = add_worker(*conn, "render-01", 111);
