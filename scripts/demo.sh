@@ -24,12 +24,12 @@ fi
 say "building ($build)"
 # Only what the demo runs; scripts/test.sh builds everything.
 targets=(supervisor/supervisor supervisor/pvctl/pvctl child/protovideo-render)
-ninja -C "$build" "${targets[@]}" >"$root/.ninja-demo.log" 2>&1 || {
-    tail -n 40 "$root/.ninja-demo.log" >&2
-    echo "demo: the build failed (full log: .ninja-demo.log)" >&2
+mkdir -p "$root/.state"
+ninja -C "$build" "${targets[@]}" >"$root/.state/demo-build.log" 2>&1 || {
+    tail -n 40 "$root/.state/demo-build.log" >&2
+    echo "demo: the build failed (full log: .state/demo-build.log)" >&2
     exit 1
 }
-rm -f "$root/.ninja-demo.log"
 
 pvctl=$root/$build/supervisor/pvctl/pvctl
 supervisor=$root/$build/supervisor/supervisor
