@@ -92,21 +92,29 @@ def proc_stat(pid):
     return rest[0], int(rest[1]), comm
 
 
-def proc_cmdline(pid):
+def proc_argv(pid):
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().replace(b"\0", b" ").decode(errors="replace")
+            raw = f.read()
     except OSError:
-        return ""
+        return []
+    return [a.decode(errors="replace") for a in raw.split(b"\0")[:-1]]
+
+
+def proc_cmdline(pid):
+    return " ".join(proc_argv(pid))
 
 
 def processes_with(marker):
-    """Live (non-zombie) processes whose command line contains `marker`."""
+    """Live (non-zombie) processes started with the arguments `--marker MARKER`:
+    the test's children and their descendants, not the supervisor (whose
+    --child-command value merely contains the marker)."""
     found = []
     for pid in _proc_pids():
         if pid == os.getpid():
             continue
-        if marker in proc_cmdline(pid):
+        argv = proc_argv(pid)
+        if any(a == "--marker" and b == marker for a, b in zip(argv, argv[1:])):
             st = proc_stat(pid)
             if st and st[0] != "Z":
                 found.append(pid)
@@ -249,7 +257,7 @@ class Supervisor:
         self._close()
         return rc
 
-    def signal(self, sig):
+    def send(self, sig):
         if self.alive():
             self.proc.send_signal(sig)
 
@@ -365,16 +373,37 @@ class Harness:
             return t if t["status"] in statuses else None
         return wait_until(check, timeout, what=f"task {task_id} to reach {statuses}")
 
+    def child_pids(self, task_id=None):
+        """Pids of this test's fault_child processes after exec (by marker), only
+        those of `task_id` when given; grandchildren share the command line, so
+        callers that need the main child also check the parent."""
+        pids = processes_with(self.marker)
+        if task_id is not None:
+            pids = [p for p in pids if f"--task-id {task_id}" in proc_cmdline(p)]
+        return pids
+
+    def main_child(self, task_id, supervisor=None):
+        """The task's running main child: its pid from task_attempts when the
+        supervisor recorded it already, else found in /proc by command line."""
+        rows = self.sql(
+            "SELECT pid FROM task_attempts WHERE task_id = %s AND ended_at IS NULL"
+            " AND pid IS NOT NULL ORDER BY attempt DESC LIMIT 1", (task_id,))
+        if rows:
+            return rows[0]["pid"]
+        sups = [supervisor] if supervisor else self.supervisors
+        parents = {s.pid for s in sups}
+        for pid in self.child_pids(task_id):
+            st = proc_stat(pid)
+            if st and st[1] in parents:
+                return pid
+        return None
+
     def wait_running(self, task_id, timeout=30):
-        """Waits until the task is in progress with a child pid recorded."""
+        """Waits until the task is in progress and its child has exec'd; returns the pid."""
         def check():
-            t = self.task(task_id)
-            if t["status"] != "inprogress":
+            if self.task(task_id)["status"] != "inprogress":
                 return None
-            rows = self.sql(
-                "SELECT pid FROM task_attempts WHERE task_id = %s AND ended_at IS NULL"
-                " AND pid IS NOT NULL ORDER BY attempt DESC LIMIT 1", (task_id,))
-            return rows[0]["pid"] if rows else None
+            return self.main_child(task_id)
         return wait_until(check, timeout, what=f"task {task_id} to run")
 
     # supervisors
@@ -468,7 +497,7 @@ class Harness:
     def teardown(self):
         for sup in self.supervisors:
             if sup.alive():
-                sup.signal(signal.SIGTERM)
+                sup.send(signal.SIGTERM)
                 try:
                     sup.proc.wait(timeout=15)
                 except subprocess.TimeoutExpired:

@@ -4,6 +4,7 @@ while the supervisor runs them. Every task must end terminal with the right
 reason, and nothing may be left behind."""
 
 import os
+import re
 import signal
 import time
 
@@ -15,12 +16,18 @@ TASKS = 40
 KILLS = 15
 
 
-def running_children(pv):
-    """(task_id, pid) of attempts whose child is running right now."""
-    return [(r["task_id"], r["pid"]) for r in pv.sql(
-        "SELECT a.task_id::text AS task_id, a.pid FROM task_attempts a"
-        " JOIN tasks t ON t.id = a.task_id"
-        " WHERE a.ended_at IS NULL AND a.pid IS NOT NULL AND t.status = 'inprogress'")]
+def running_children(pv, sup):
+    """(task_id, pid) of main children running right now, found in /proc: the
+    fault_child processes of this test whose parent is the supervisor."""
+    found = []
+    for pid in pv.child_pids():
+        st = proc_stat(pid)
+        if not st or st[1] != sup.pid:
+            continue
+        m = re.search(r"--task-id (\S+)", proc_cmdline(pid))
+        if m:
+            found.append((m.group(1), pid))
+    return found
 
 
 def is_our_child(pv, pid, task_id):
@@ -29,7 +36,7 @@ def is_our_child(pv, pid, task_id):
     cmd = proc_cmdline(pid)
     st = proc_stat(pid)
     return (st is not None and st[0] not in ("Z", "X") and pv.marker in cmd
-            and task_id in cmd)
+            and f"--task-id {task_id}" in cmd)
 
 
 def test_kill_random_children(pv, rng):
@@ -40,7 +47,7 @@ def test_kill_random_children(pv, rng):
     killed = {}
     deadline = time.monotonic() + 120
     while len(killed) < KILLS and time.monotonic() < deadline:
-        candidates = [(t, p) for t, p in running_children(pv)
+        candidates = [(t, p) for t, p in running_children(pv, sup)
                       if t not in killed and is_our_child(pv, p, t)]
         if not candidates:
             if not pv.sql("SELECT 1 FROM tasks WHERE status IN ('pending', 'inprogress')"):

@@ -5,12 +5,14 @@ tasks row, the task_attempts row, and that nothing is left behind."""
 
 import os
 import re
+import shutil
 import signal
 import time
 
 import pytest
 
-from conftest import log_records_for, pid_alive, wait_until, zombie_children
+from conftest import (FAULT_CHILD, TERMINAL, log_records_for, pid_alive, processes_with,
+                      wait_until, zombie_children)
 
 SIGKILL_TEXT = "Process terminated by signal: SIGKILL (SIG9)"
 SIGSEGV_TEXT = "Process terminated by signal: SIGSEGV (SIG11)"
@@ -210,7 +212,8 @@ def test_memory_limit_oom_kill(pv):
 
 def test_memory_under_limit_completes(pv):
     _, task, attempts = run_one(pv, {"fault": "alloc", "mb": 40},
-                                env={"MEMORY_CRITICAL_THRESHOLD": 256})
+                                env={"MEMORY_CRITICAL_THRESHOLD": 256,
+                                     "MEMORY_WARNING_THRESHOLD": 200})
     check_completed(task)
     check_attempt(pv, attempts[0], outcome="completed", exit_code=0)
     assert attempts[0]["peak_memory_bytes"] >= 40 * 2**20
@@ -361,13 +364,32 @@ def test_cancel_running_task(pv, fault, signo):
 
 # --- spawn failure and retries ---------------------------------------------------------------
 
-def test_spawn_failure_is_retried_then_fails(pv):
+def test_missing_child_command_is_refused_at_startup(pv):
     tid = pv.insert({"fault": "succeed"}, max_attempts=2)
-    sup = pv.run(child_command="/nonexistent/pv-child --flag", timeout=60)
+    sup = pv.run(child_command="/nonexistent/pv-child --flag", timeout=30, expect_rc=None)
+    assert sup.proc.returncode != 0, sup.tail()
+    assert "/nonexistent/pv-child" in sup.output(), sup.tail()
     task = pv.task(tid)
+    assert task["status"] == "pending" and task["attempts"] == 0, task
+    pv.assert_clean()
+
+
+def test_spawn_failure_is_retried_then_fails(pv):
+    # The program exists when the supervisor starts and vanishes before the task
+    # runs (a botched deploy), so exec fails in the forked child.
+    program = pv.tmp / "bin" / "vanishing_child"
+    program.parent.mkdir()
+    shutil.copy(FAULT_CHILD, program)
+    os.chmod(program.parent, 0o755)
+    sup = pv.start(child_command=f"{program} --marker {pv.marker}")
+    wait_until(lambda: pv.sql("SELECT 1 FROM workers WHERE stopped_at IS NULL"), 20,
+               what="worker registration")
+    program.unlink()
+    tid = pv.insert({"fault": "succeed"}, max_attempts=2)
+    task = pv.wait_status(tid, TERMINAL, timeout=30)
     assert task["status"] == "failed", task
     assert task["error_type"] == "spawn", task
-    assert "/nonexistent/pv-child" in task["error"], task
+    assert str(program) in task["error"], task
     assert task["attempts"] == 2, task
     attempts = pv.attempts(tid)
     assert [a["attempt"] for a in attempts] == [1, 2]
@@ -375,6 +397,7 @@ def test_spawn_failure_is_retried_then_fails(pv):
         check_attempt(pv, a, outcome="spawn", spawned=False)
     assert log_records_for(sup, tid)
     pv.assert_clean()
+    assert sup.stop() == 0, sup.tail()
 
 
 def test_retryable_child_error_is_retried_until_success(pv):
@@ -445,7 +468,7 @@ def test_second_signal_skips_the_grace(pv):
     tid = pv.insert({"fault": "ignore_sigterm"}, max_attempts=1)
     sup = pv.start("--shutdown-grace", "60")
     pv.wait_running(tid)
-    sup.signal(signal.SIGTERM)
+    sup.send(signal.SIGTERM)
     time.sleep(0.5)
     started = time.monotonic()
     assert sup.stop(signal.SIGTERM, timeout=20) == 0, sup.tail()
@@ -502,12 +525,12 @@ def test_max_children_is_respected(pv):
 
     def all_done():
         nonlocal most
-        running = pv.sql("SELECT count(*) AS n FROM tasks WHERE status = 'inprogress'")[0]["n"]
-        most = max(most, running)
+        # Live children, not inprogress rows: a row may lag its reaped child.
+        most = max(most, len(processes_with(pv.marker)))
         done = pv.sql("SELECT count(*) AS n FROM tasks WHERE status = 'completed'")[0]["n"]
         return done == len(ids)
-    wait_until(all_done, 60, interval=0.05, what="all tasks to complete")
-    assert most <= 2, f"{most} tasks ran at once with --max-children 2"
+    wait_until(all_done, 60, interval=0.02, what="all tasks to complete")
+    assert most <= 2, f"{most} children ran at once with --max-children 2"
     assert most == 2, "two tasks should have run side by side"
     wait_until(lambda: not zombie_children(sup.pid), 5, what="no zombies")
     assert sup.stop() == 0
