@@ -21,9 +21,9 @@ class Resampler {
 public:
     Resampler(const AVChannelLayout& in_layout, AVSampleFormat in_fmt, int in_rate) {
         m_mono = in_layout.nb_channels == 1;
-        AVChannelLayout out_layout;
+        AVChannelLayout out_layout{};
         av_channel_layout_default(&out_layout, m_mono ? 1 : kChannels);
-        AVChannelLayout src_layout;
+        AVChannelLayout src_layout{};
         if (in_layout.order == AV_CHANNEL_ORDER_UNSPEC) {
             av_channel_layout_default(&src_layout, in_layout.nb_channels);
         } else {
@@ -131,7 +131,7 @@ AudioBuffer decode_audio(const std::string& path, double max_seconds) {
 }
 
 AudioBuffer resample_mono_s16(const std::vector<std::int16_t>& samples, int rate) {
-    AVChannelLayout mono;
+    AVChannelLayout mono{};
     av_channel_layout_default(&mono, 1);
     Resampler resampler(mono, AV_SAMPLE_FMT_S16, rate);
     AudioBuffer out;

@@ -213,7 +213,8 @@ Rgb video_frame(const std::string& path, long index) {
     Rgb rgb;
     rgb.width = frame->width;
     rgb.height = frame->height;
-    rgb.data.resize(std::size_t(rgb.width) * rgb.height * 3);
+    // swscale's SIMD paths may write a little past the last row.
+    rgb.data.resize(std::size_t(rgb.width) * rgb.height * 3 + std::size_t(rgb.width) * 3 + 256);
     pv::SwsPtr sws{sws_getContext(frame->width, frame->height,
                                   static_cast<AVPixelFormat>(frame->format), rgb.width,
                                   rgb.height, AV_PIX_FMT_RGB24, SWS_POINT, nullptr, nullptr,

@@ -1,0 +1,162 @@
+// SPDX-License-Identifier: MIT
+// Text on the picture: the overlay is drawn exactly as written (no escaping,
+// no %{...} expansion), the default font needs no fontconfig, and captions
+// appear while the narration speaks.
+#include "render_fixtures.hpp"
+
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+
+using pvtest::image_job;
+using pvtest::media;
+using pvtest::Rgb;
+using pvtest::TempDir;
+
+namespace {
+
+const char* const kTricky = "Don't stop: 100% %{pts} \\o/";
+
+// Intersection over union of the bright (text) pixels of two pictures over
+// rows [y0, y1).
+double text_iou(const Rgb& a, const Rgb& b, int y0, int y1) {
+    long both = 0, either = 0;
+    for (int y = y0; y < y1; ++y) {
+        for (int x = 0; x < a.width; ++x) {
+            bool ta = a.at(x, y)[0] > 160 && a.at(x, y)[1] > 160;
+            bool tb = b.at(x, y)[0] > 160 && b.at(x, y)[1] > 160;
+            both += ta && tb;
+            either += ta || tb;
+        }
+    }
+    return either ? static_cast<double>(both) / static_cast<double>(either) : 0.0;
+}
+
+long bright_pixels(const Rgb& a, int y0, int y1) {
+    long n = 0;
+    for (int y = y0; y < y1; ++y) {
+        for (int x = 0; x < a.width; ++x) n += a.at(x, y)[0] > 200 && a.at(x, y)[2] > 200;
+    }
+    return n;
+}
+
+// The same string drawn by the ffmpeg CLI from a text file (no escaping
+// involved) on a plain background, as a lossless PNG.
+Rgb reference(const TempDir& dir, const std::string& text, const std::string& name, int y) {
+    std::string txt = dir.file(name + ".txt");
+    std::ofstream(txt, std::ios::binary) << text;
+    std::string png = dir.file(name + ".png");
+    pvtest::run("ffmpeg -v error -y -f lavfi -i color=c=0x404040:s=540x960 -vf "
+                "\"drawtext=fontfile=" + pv::resolve_default_font() + ":textfile=" + txt +
+                ":expansion=none:fontsize=24:fontcolor=white:x=(w-text_w)/2:y=" +
+                std::to_string(y) + "\" -frames:v 1 " + png);
+    return pvtest::video_frame(png, 0);
+}
+
+}  // namespace
+
+TEST_CASE("drawtext special characters are drawn literally and do not change over time") {
+    TempDir dir;
+    std::string grey = dir.file("grey.jpg");
+    pvtest::run("ffmpeg -v error -y -f lavfi -i color=c=0x808080:s=1080x1920 -frames:v 1 " +
+                grey);
+    pv::RenderJob job = image_job(dir, {grey}, 540, 960, 2.0);
+    job.crf = 12;
+    job.request.scenes[0].text = pv::TextOverlay{kTricky, pv::TextPosition::Center, 48, "white"};
+    pv::render(job);
+
+    Rgb first = pvtest::video_frame(job.output_path, 0);
+    Rgb last = pvtest::video_frame(job.output_path, 47);
+    // 48 px at 1080 wide is 24 px here; one line of 30 px, centred.
+    const int y = (960 - 30) / 2;
+    const int y0 = y - 10, y1 = y + 40;
+    CHECK(bright_pixels(first, y0, y1) > 300);
+    CHECK(text_iou(first, last, y0, y1) > 0.9);
+
+    Rgb exact = reference(dir, kTricky, "exact", y);
+    Rgb mangled = reference(dir, "Dont stop 100 0.000000 o/", "mangled", y);
+    double iou_exact = text_iou(first, exact, y0, y1);
+    double iou_mangled = text_iou(first, mangled, y0, y1);
+    CAPTURE(iou_exact);
+    CAPTURE(iou_mangled);
+    CHECK(iou_exact > 0.6);
+    CHECK(iou_exact > iou_mangled + 0.2);
+}
+
+TEST_CASE("a text overlay changes the pixels of its box, at each position") {
+    TempDir dir;
+    pv::RenderJob plain = image_job(dir, {media("images/Storm.jpg")}, 270, 480, 0.5);
+    plain.output_path = dir.file("plain.mp4");
+    pv::render(plain);
+    Rgb base = pvtest::video_frame(plain.output_path, 0);
+
+    struct Case {
+        pv::TextPosition position;
+        int y0, y1;
+    };
+    for (Case c : {Case{pv::TextPosition::Top, 40, 70}, Case{pv::TextPosition::Center, 225, 255},
+                   Case{pv::TextPosition::Bottom, 400, 432}}) {
+        pv::RenderJob job = image_job(dir, {media("images/Storm.jpg")}, 270, 480, 0.5);
+        job.request.scenes[0].text =
+            pv::TextOverlay{"Привет, мир! Ünïcödé", c.position, 72, "#FFFF00"};
+        pv::render(job);
+        Rgb text = pvtest::video_frame(job.output_path, 0);
+        CAPTURE(static_cast<int>(c.position));
+        CHECK(pvtest::mean_abs_diff(base, text, 0, c.y0, 270, c.y1 - c.y0) > 8);
+        // Elsewhere the picture is unchanged (only coding noise).
+        int other = c.y0 > 200 ? 10 : 300;
+        CHECK(pvtest::mean_abs_diff(base, text, 0, other, 270, 30) < 3);
+    }
+}
+
+TEST_CASE("text renders with the default font when fontconfig has no fonts") {
+    TempDir dir;
+    std::string conf = dir.file("fonts.conf");
+    std::ofstream(conf) << "<?xml version=\"1.0\"?><fontconfig></fontconfig>\n";
+    setenv("FONTCONFIG_FILE", conf.c_str(), 1);
+    pv::RenderJob job = image_job(dir, {media("images/Aqua.jpg")}, 270, 480, 0.5);
+    job.request.scenes[0].text = pv::TextOverlay{"Sans?", pv::TextPosition::Center, 96, "white"};
+    CHECK_NOTHROW(pv::render(job));
+    unsetenv("FONTCONFIG_FILE");
+    Rgb frame = pvtest::video_frame(job.output_path, 0);
+    CHECK(bright_pixels(frame, 220, 270) > 50);
+}
+
+TEST_CASE("a missing default font is reported, not rendered around") {
+    setenv("PROTOVIDEO_FONT", "/nonexistent/font.ttf", 1);
+    CHECK_THROWS_WITH_AS(pv::resolve_default_font(), doctest::Contains("PROTOVIDEO_FONT"),
+                         std::runtime_error);
+    unsetenv("PROTOVIDEO_FONT");
+    std::string font = pv::resolve_default_font();
+    CHECK(font.front() == '/');
+    CHECK(font.find("DejaVuSans-Bold.ttf") != std::string::npos);
+}
+
+TEST_CASE("subtitles show upper-case captions at 60% of the height while speaking") {
+    TempDir dir;
+    const char* text = "One two three four five six seven eight.";
+    pv::RenderJob plain = image_job(dir, {media("images/Storm.jpg")}, 270, 480, 1.0);
+    plain.output_path = dir.file("plain.mp4");
+    plain.request.scenes[0].narration_text = text;
+    pv::render(plain);
+
+    pv::RenderJob job = image_job(dir, {media("images/Storm.jpg")}, 270, 480, 1.0);
+    job.request.scenes[0].narration_text = text;
+    job.request.scenes[0].subtitle = true;
+    pv::RenderResult result = pv::render(job);
+    REQUIRE(result.frames > 48);
+
+    // Captions start at the first word; frame 12 is 0.5 s in.
+    Rgb a = pvtest::video_frame(plain.output_path, 12);
+    Rgb b = pvtest::video_frame(job.output_path, 12);
+    const int top = static_cast<int>(0.6 * 480);
+    CHECK(pvtest::mean_abs_diff(a, b, 0, top, 270, 20) > 5);
+    CHECK(pvtest::mean_abs_diff(a, b, 0, top - 40, 270, 30) < 3);  // nothing above the line
+    // After the speech (the 1.5 s tail, past the last line) the band is clean.
+    long last = result.frames - 2;
+    Rgb c = pvtest::video_frame(plain.output_path, last);
+    Rgb d = pvtest::video_frame(job.output_path, last);
+    CHECK(pvtest::mean_abs_diff(c, d, 0, top, 270, 20) < 3);
+}
