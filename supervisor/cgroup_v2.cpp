@@ -179,6 +179,29 @@ int enable_controllers(const std::string& dir, bool with_pids) {
     return 0;
 }
 
+// Creates the instance directory with memory (and pids) on for its children,
+// then proves a task cgroup can be made and limited there. Returns 0 or an
+// errno value; the instance directory is removed again on failure.
+int prepare_instance(V2Layout& layout) {
+    const std::string& base = layout.instance_base;
+    int err = fs::make_dir(base);
+    if (err == 0 || err == EEXIST)
+        err = enable_controllers(base, layout.has_pids);
+    if (err == 0) {
+        std::string dir = base + "/probe-" + std::to_string(::getpid());
+        err = fs::make_dir(dir);
+        if (err == 0 || err == EEXIST) {
+            err = fs::write_file(dir + "/memory.max", "67108864");
+            layout.has_kill = fs::exists(dir + "/cgroup.kill");
+            if (::rmdir(dir.c_str()) != 0 && err == 0)
+                err = errno;
+        }
+    }
+    if (err != 0)
+        ::rmdir(base.c_str());
+    return err;
+}
+
 Probe failed(std::string why, int err) {
     Probe probe;
     probe.why_not = std::move(why) + (err != 0 ? std::string(": ") + std::strerror(err) : "");
@@ -229,40 +252,21 @@ Probe probe_v2(const std::string& instance) {
         }
         moved = true;
     }
-    auto undo_move = [&] {
-        if (!moved)
-            return;
-        fs::write_file(root + "/cgroup.procs", "0");
-        ::rmdir(leaf.c_str());
-    };
     if (int err = enable_controllers(root, with_pids); err != 0) {
-        undo_move();
+        if (moved) {
+            fs::write_file(root + "/cgroup.procs", "0");
+            ::rmdir(leaf.c_str());
+        }
         return failed("cannot enable memory for children of " + root + " (other processes in it?)",
                       err);
     }
-    // With controllers on, `root` may hold no process again, so the supervisor
-    // stays in its leaf even if a later step fails.
-    moved = false;
+    // From here on `root` may hold no process, so the supervisor stays in its
+    // leaf even if a later step fails.
 
     V2Layout layout;
     layout.has_pids = with_pids;
     layout.instance_base = root + "/protovideo-" + instance;
-    int err = fs::make_dir(layout.instance_base);
-    if (err == 0 || err == EEXIST)
-        err = enable_controllers(layout.instance_base, with_pids);
-    if (err == 0) {
-        std::string dir = layout.instance_base + "/probe-" + std::to_string(::getpid());
-        err = fs::make_dir(dir);
-        if (err == 0 || err == EEXIST) {
-            err = fs::write_file(dir + "/memory.max", "67108864");
-            layout.has_kill = fs::exists(dir + "/cgroup.kill");
-            if (::rmdir(dir.c_str()) != 0 && err == 0)
-                err = errno;
-        }
-    }
-    if (err != 0) {
-        ::rmdir(layout.instance_base.c_str());
-        undo_move();
+    if (int err = prepare_instance(layout); err != 0) {
         return failed("cannot create and limit a cgroup under " + layout.instance_base, err);
     }
     Probe probe;
