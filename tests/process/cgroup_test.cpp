@@ -393,6 +393,9 @@ TEST_CASE("bad names and unavailable forced modes fail loudly") {
         CHECK_THROWS_AS(manager->create("probe-1", kMiB, 1), std::invalid_argument);
         CHECK_THROWS_AS(manager->adopt("task-none"), std::system_error);
         if (manager->mode() == pv::CgroupMode::V1) {
+            CHECK(pv::CgroupManager::probe(instance + "-forced", pv::CgroupMode::V1)->mode() ==
+                  pv::CgroupMode::V1);
+            check_nothing_left(instance + "-forced");
             auto task = manager->create("task-twice-1", 64 * kMiB, 8);
             CHECK_THROWS_AS(manager->create("task-twice-1", 64 * kMiB, 8), std::system_error);
             CHECK(task->remove());
