@@ -22,7 +22,7 @@ const char* to_string(CgroupMode mode);
 /// Counters read after the task's processes are all dead.
 struct CgroupStats {
     int oom_kills = 0;                        // kernel OOM kills inside this cgroup
-    std::optional<std::uint64_t> peak_bytes;  // memory high-water mark, if known
+    std::optional<std::uint64_t> peak_bytes;  // high-water mark incl. page cache, if known
     bool oomd_killed = false;                 // systemd-oomd xattr seen (v2)
 };
 
@@ -100,7 +100,8 @@ public:
     static std::unique_ptr<CgroupManager> probe(const std::string& instance,
                                                 std::optional<CgroupMode> forced = {});
 
-    /// Removes the instance directories if no task cgroup is left in them.
+    /// Removes the instance directories if no task cgroup is left in them, so
+    /// keep one manager per instance alive at a time.
     virtual ~CgroupManager() = default;
     virtual CgroupMode mode() const = 0;
 
