@@ -241,9 +241,6 @@ Config parse_config(int argc, char** argv, std::optional<int>& exit_code) {
         }
         cfg.log_level = parse_level(log_level);
         cfg.retry_on = parse_kind_list(retry_on);
-        if (cfg.memory_warning_mb > cfg.memory_limit_mb) {
-            throw ConfigError("--memory-warning must not exceed --memory-limit");
-        }
         if (cfg.instance.empty() || cfg.instance.find('/') != std::string::npos) {
             throw ConfigError("--instance must be a non-empty name without '/'");
         }

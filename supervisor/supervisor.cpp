@@ -136,7 +136,18 @@ bool Supervisor::start() {
     }
     log::info("Cgroup mode", {{"cgroup_mode", to_string(m_cgroups->mode())},
                               {"where", m_cgroups->describe()}});
-    recover_leftover_cgroups();
+    try {
+        // Also the instance lock: a second supervisor with this state dir and
+        // instance stops here instead of sharing the journal or the cgroups.
+        m_journal = std::make_unique<Journal>(Journal::path_for(m_cfg.state_dir, m_cfg.instance));
+        m_store.attach_journal(m_journal.get());
+    } catch (const std::exception& e) {
+        log::event(spdlog::level::critical, "Cannot open the status journal",
+                   {{"path", Journal::path_for(m_cfg.state_dir, m_cfg.instance).string()},
+                    {"error_message", e.what()}});
+        return false;
+    }
+    auto evidence = recover_leftover_cgroups();
 
     m_worker.id = read_uuid();
     m_worker.host = host_name();
@@ -152,6 +163,12 @@ bool Supervisor::start() {
             int applied = m_store.migrate();
             if (applied > 0) log::info("Migrations applied", {{"count", applied}});
             m_store.register_worker(m_worker);
+            if (!m_store.replay_journal_now()) throw std::runtime_error("journal replay failed");
+            int recovered = m_store.recover_previous_life(m_worker, evidence, m_cfg.retry_on);
+            if (recovered > 0) {
+                log::warn("Tasks of an earlier life of this supervisor resolved",
+                          {{"count", recovered}});
+            }
             break;
         } catch (const std::exception& e) {
             log::error("Database unavailable at startup",
@@ -180,7 +197,8 @@ bool Supervisor::start() {
     return true;
 }
 
-void Supervisor::recover_leftover_cgroups() {
+std::map<TaskKey, CgroupStats> Supervisor::recover_leftover_cgroups() {
+    std::map<TaskKey, CgroupStats> evidence;
     for (const auto& name : m_cgroups->leftovers()) {
         try {
             auto cg = m_cgroups->adopt(name);
@@ -192,6 +210,7 @@ void Supervisor::recover_leftover_cgroups() {
             }
             auto stats = cg->stats();
             bool removed = cg->remove();
+            if (auto key = parse_task_cgroup_name(name)) evidence[*key] = stats;
             log::warn("Leftover task cgroup cleaned up",
                       {{"cgroup", name}, {"oom_kills", stats.oom_kills}, {"removed", removed}});
         } catch (const std::exception& e) {
@@ -199,6 +218,7 @@ void Supervisor::recover_leftover_cgroups() {
                        {{"cgroup", name}, {"error_message", e.what()}});
         }
     }
+    return evidence;
 }
 
 void Supervisor::register_loop() {
@@ -263,13 +283,14 @@ int Supervisor::run() {
 void Supervisor::after_events() {
     if (m_sweep_wanted && m_phase == Phase::Running) {
         m_sweep_wanted = false;
-        m_store.sweep_lost_workers(m_worker.id, m_cfg.lease_seconds, [this](const LostTask& t) {
-            auto d = decide_retry(error_type::kWorkerLost, false, t.attempt, t.max_attempts,
-                                  m_retry, [this] { return unit_random(); });
-            return d.retry ? std::optional<double>(d.delay_seconds) : std::nullopt;
-        });
+        m_store.recover_expired_workers(m_worker.id, m_cfg.lease_seconds);
     }
-    if (m_claim_wanted && m_phase == Phase::Running) claim_round();
+    if (m_claim_wanted && m_phase == Phase::Running) {
+        // Finished attempts are written first, so the database never shows more
+        // than --max-children of our tasks in progress.
+        m_store.flush();
+        claim_round();
+    }
 
     if (m_idle_check_wanted) {
         // Finished attempts must be written before "nothing running" is believed.
@@ -552,6 +573,10 @@ void Supervisor::start_task(const TaskInfo& task) {
         return;  // exits 127 at once; reaped and recorded as a spawn failure
     }
     c.timer().arm(task.timeout_seconds);
+    m_store.enqueue(DbWrite{"attempt_started",
+                            {{"task_id", task.id}, {"attempt", task.attempt},
+                             {"worker_id", m_worker.id}, {"pid", pid}},
+                            1});
     log::info("Task started", {{"task_id", task.id}, {"attempt", task.attempt}, {"pid", pid},
                                {"work_dir", work_dir}});
 }
@@ -767,6 +792,7 @@ void Supervisor::record(const TaskInfo& task, const Verdict& verdict,
                                                                 : "failed";
     }
     nlohmann::json args = metrics;
+    args["ended_at"] = to_iso8601(std::chrono::system_clock::now());
     args["task_id"] = task.id;
     args["attempt"] = task.attempt;
     args["worker_id"] = m_worker.id;

@@ -40,7 +40,7 @@ private:
     };
 
     bool start();
-    void recover_leftover_cgroups();
+    std::map<TaskKey, CgroupStats> recover_leftover_cgroups();
     void register_loop();
     void after_events();
 
@@ -93,6 +93,7 @@ private:
     TimerFd m_delayed_timer;
     TimerFd m_shutdown_timer;
     std::unique_ptr<CgroupManager> m_cgroups;
+    std::unique_ptr<Journal> m_journal;
     TaskStore m_store;
     WorkerInfo m_worker;
     RetryPolicy m_retry;

@@ -27,24 +27,6 @@ private:
     std::function<void(const std::string&)> m_cb;
 };
 
-std::optional<long long> opt_int(const nlohmann::json& j, const char* key) {
-    auto it = j.find(key);
-    if (it == j.end() || it->is_null()) return std::nullopt;
-    return it->get<long long>();
-}
-
-std::optional<double> opt_double(const nlohmann::json& j, const char* key) {
-    auto it = j.find(key);
-    if (it == j.end() || it->is_null()) return std::nullopt;
-    return it->get<double>();
-}
-
-std::optional<std::string> opt_string(const nlohmann::json& j, const char* key) {
-    auto it = j.find(key);
-    if (it == j.end() || it->is_null()) return std::nullopt;
-    return it->get<std::string>();
-}
-
 bool is_connection_error(const std::exception& e) {
     return dynamic_cast<const pqxx::broken_connection*>(&e) != nullptr ||
            dynamic_cast<const pqxx::in_doubt_error*>(&e) != nullptr;
@@ -262,57 +244,43 @@ std::optional<long> TaskStore::pending_count() {
     }
 }
 
-void TaskStore::sweep_lost_workers(
-    const std::string& own_worker_id, double lease_seconds,
-    const std::function<std::optional<double>(const LostTask&)>& decide) {
-    if (!ensure_connected()) return;
+int TaskStore::recover_expired_workers(const std::string& own_worker_id, double lease_seconds) {
+    if (!ensure_connected()) return 0;
     try {
         pqxx::work tx(*m_conn->db);
-        auto rows = tx.exec_params(
-            "SELECT t.id::text, t.attempts, t.max_attempts, t.worker_id::text,"
-            "  EXTRACT(EPOCH FROM now() - w.heartbeat_at)::float8, w.stopped_at IS NOT NULL"
-            " FROM tasks t JOIN workers w ON w.id = t.worker_id"
-            " WHERE t.status = 'inprogress' AND w.id <> $1::uuid"
-            "   AND (w.stopped_at IS NOT NULL"
-            "        OR w.heartbeat_at < now() - make_interval(secs => $2))"
-            " FOR UPDATE OF t SKIP LOCKED",
-            own_worker_id, lease_seconds);
-        for (const auto& row : rows) {
-            LostTask lost{row[0].as<std::string>(), row[1].as<int>(), row[2].as<int>()};
-            std::string old_worker = row[3].as<std::string>();
-            std::string error =
-                row[5].as<bool>()
-                    ? std::string("Worker lost: its supervisor stopped without finishing the task")
-                    : "Worker lost: no heartbeat for " +
-                          std::to_string(static_cast<long>(row[4].as<double>())) + " s";
-            tx.exec_params0(
-                "UPDATE task_attempts SET ended_at = now(), outcome = 'worker_lost', error = $3,"
-                "  wall_seconds = EXTRACT(EPOCH FROM now() - started_at)"
-                " WHERE task_id = $1::uuid AND attempt = $2 AND ended_at IS NULL",
-                lost.id, lost.attempt, error);
-            auto delay = decide(lost);
-            if (delay) {
-                tx.exec_params0(
-                    "UPDATE tasks SET status = 'pending', worker_id = NULL, error = $3,"
-                    "  error_type = 'worker_lost', updated_at = now(),"
-                    "  not_before = now() + make_interval(secs => $4)"
-                    " WHERE id = $1::uuid AND attempts = $2 AND status = 'inprogress'",
-                    lost.id, lost.attempt, error, *delay);
-            } else {
-                tx.exec_params0(
-                    "UPDATE tasks SET status = 'failed', error = $3, error_type = 'worker_lost',"
-                    "  finished_at = now(), updated_at = now()"
-                    " WHERE id = $1::uuid AND attempts = $2 AND status = 'inprogress'",
-                    lost.id, lost.attempt, error);
-            }
-            log::warn("Task of a lost worker repaired",
-                      {{"task_id", lost.id}, {"attempt", lost.attempt},
-                       {"error_type", "worker_lost"}, {"error_message", error},
-                       {"lost_worker_id", old_worker}, {"requeued", delay.has_value()}});
-        }
+        int n = recover_expired(tx, std::chrono::seconds(static_cast<long>(lease_seconds)),
+                                own_worker_id);
         tx.commit();
+        if (n > 0) log::warn("Tasks of lost supervisors recovered", {{"count", n}});
+        return n;
     } catch (const std::exception& e) {
-        note_error("sweep lost workers", e);
+        note_error("recover expired workers", e);
+        return 0;
+    }
+}
+
+int TaskStore::recover_previous_life(const WorkerInfo& worker,
+                                     const std::map<TaskKey, CgroupStats>& evidence,
+                                     const std::set<std::string>& retry_on) {
+    if (!ensure_connected()) throw pqxx::broken_connection("cannot connect to the database");
+    pqxx::work tx(*m_conn->db);
+    int n = recover_own_previous_life(tx, worker.host, worker.instance, worker.id, evidence,
+                                      retry_on);
+    tx.commit();
+    return n;
+}
+
+bool TaskStore::replay_journal_now() {
+    if (!m_journal || m_journal->empty()) return true;
+    if (!ensure_connected()) return false;
+    try {
+        auto stats = replay_journal(*m_journal, *m_conn->db);
+        log::info("Journal replayed", {{"applied", stats.applied}, {"skipped", stats.skipped},
+                                       {"rejected", stats.rejected}});
+        return true;
+    } catch (const std::exception& e) {
+        note_error("replay journal", e);
+        return false;
     }
 }
 
@@ -334,6 +302,10 @@ void TaskStore::enqueue(DbWrite write) {
 
 std::optional<double> TaskStore::flush() {
     double now = monotonic_seconds();
+    // Journaled writes are older than anything queued, so they go first.
+    if (m_journal && !m_journal->empty() && !replay_journal_now()) {
+        return m_queue.empty() ? std::optional<double>(m_retry_delay) : std::nullopt;
+    }
     for (auto it = m_queue.begin(); it != m_queue.end();) {
         if (it->next_try > now) {
             ++it;
@@ -352,7 +324,8 @@ std::optional<double> TaskStore::flush() {
             fields["error_message"] = e.what();
             fields["failures"] = it->failures;
             if (is_connection_error(e) || !connected()) disconnect();
-            if (it->kind == "progress" || it->kind == "heartbeat") {
+            if (it->kind == "progress" || it->kind == "heartbeat" ||
+                it->kind == "attempt_started") {
                 // Superseded by the next one; not worth keeping.
                 log::warn("Database write dropped", fields);
                 it = m_queue.erase(it);
@@ -360,6 +333,17 @@ std::optional<double> TaskStore::flush() {
             }
             if (it->failures < it->max_tries) {
                 log::warn("Database write failed, will retry", fields);
+            } else if (m_journal) {
+                try {
+                    m_journal->append(to_json(*it));
+                    log::error("Database write failed after retries, journaled", fields);
+                    it = m_queue.erase(it);
+                    continue;
+                } catch (const std::exception& je) {
+                    fields["journal_error"] = je.what();
+                    log::error("Database write failed and cannot be journaled, kept queued",
+                               fields);
+                }
             } else {
                 log::error("Database write still failing, kept queued", fields);
             }
@@ -379,62 +363,20 @@ void TaskStore::apply(const DbWrite& w) {
     if (w.kind == "heartbeat") {
         tx.exec_params0("UPDATE workers SET heartbeat_at = now() WHERE id = $1::uuid",
                         a.at("worker_id").get<std::string>());
-    } else if (w.kind == "worker_stopped") {
+    } else if (w.kind == "attempt_started") {
+        // The pid is known while the child runs (the final write repeats it).
         tx.exec_params0(
-            "UPDATE workers SET stopped_at = now(), heartbeat_at = now() WHERE id = $1::uuid",
-            a.at("worker_id").get<std::string>());
-    } else if (w.kind == "progress") {
-        tx.exec_params0(
-            "UPDATE tasks SET progress = $4, stage = $5, updated_at = now()"
-            " WHERE id = $1::uuid AND attempts = $2 AND worker_id = $3::uuid"
-            "   AND status = 'inprogress'",
+            "UPDATE task_attempts SET pid = $3 WHERE task_id = $1::uuid AND attempt = $2"
+            " AND worker_id = $4::uuid AND ended_at IS NULL",
             a.at("task_id").get<std::string>(), a.at("attempt").get<int>(),
-            a.at("worker_id").get<std::string>(), a.at("percent").get<double>(),
-            opt_string(a, "stage"));
-    } else if (w.kind == "finish") {
-        std::string task_id = a.at("task_id").get<std::string>();
-        int attempt = a.at("attempt").get<int>();
-        std::string worker_id = a.at("worker_id").get<std::string>();
-        tx.exec_params0(
-            "UPDATE task_attempts SET ended_at = now(), pid = $3, exit_code = $4, signal = $5,"
-            "  core_dumped = $6, oom_kills = $7, peak_memory_bytes = $8,"
-            "  cpu_user_seconds = $9, cpu_sys_seconds = $10, wall_seconds = $11,"
-            "  outcome = $12, error = $13, stderr_tail = $14"
-            " WHERE task_id = $1::uuid AND attempt = $2 AND ended_at IS NULL",
-            task_id, attempt, opt_int(a, "pid"), opt_int(a, "exit_code"), opt_int(a, "signal"),
-            a.value("core_dumped", false), a.value("oom_kills", 0),
-            opt_int(a, "peak_memory_bytes"), opt_double(a, "cpu_user_seconds"),
-            opt_double(a, "cpu_sys_seconds"), opt_double(a, "wall_seconds"),
-            a.at("outcome").get<std::string>(), opt_string(a, "error"),
-            opt_string(a, "stderr_tail"));
-        std::string status = a.at("status").get<std::string>();
-        const char* fence =
-            " WHERE id = $1::uuid AND attempts = $2 AND worker_id = $3::uuid"
-            "   AND status = 'inprogress'";
-        pqxx::result r;
-        if (status == "completed") {
-            r = tx.exec_params(
-                std::string("UPDATE tasks SET status = 'completed', result = $4::jsonb,"
-                            "  error = NULL, error_type = NULL, progress = 100,"
-                            "  finished_at = now(), updated_at = now()") + fence,
-                task_id, attempt, worker_id, opt_string(a, "result"));
-        } else if (status == "pending") {
-            r = tx.exec_params(
-                std::string("UPDATE tasks SET status = 'pending', error = $4, error_type = $5,"
-                            "  worker_id = NULL, updated_at = now(),"
-                            "  not_before = now() + make_interval(secs => $6)") + fence,
-                task_id, attempt, worker_id, opt_string(a, "error"),
-                opt_string(a, "error_type"), a.value("retry_delay", 0.0));
-        } else {
-            r = tx.exec_params(
-                std::string("UPDATE tasks SET status = $4, error = $5, error_type = $6,"
-                            "  finished_at = now(), updated_at = now()") + fence,
-                task_id, attempt, worker_id, status, opt_string(a, "error"),
-                opt_string(a, "error_type"));
-        }
-        if (r.affected_rows() == 0) {
+            a.at("pid").get<int>(), a.at("worker_id").get<std::string>());
+    } else if (w.kind == "finish" || w.kind == "progress" || w.kind == "worker_stopped") {
+        // The same fenced statements the journal replays (status_record.hpp).
+        auto applied = apply_entry(tx, to_json(w));
+        if (w.kind == "finish" && !applied.task_row) {
             log::warn("Task no longer ours, final state not written",
-                      {{"task_id", task_id}, {"attempt", attempt}, {"status", status}});
+                      {{"task_id", a.value("task_id", "")}, {"attempt", a.value("attempt", 0)},
+                       {"status", a.value("status", "")}});
         }
     } else {
         log::error("Unknown database write dropped", {{"operation", w.kind}});

@@ -5,6 +5,8 @@
 #pragma once
 
 #include <deque>
+#include <map>
+#include <set>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -13,7 +15,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cgroup.hpp"
 #include "child_process.hpp"
+#include "journal.hpp"
+#include "lease.hpp"
 
 namespace pv {
 
@@ -30,7 +35,8 @@ struct WorkerInfo {
 /// One queued database write. Plain data (a kind word and JSON arguments), so a
 /// durable journal can store and replay it as one JSON line.
 struct DbWrite {
-    std::string kind;       // "progress", "finish", "heartbeat", "worker_stopped"
+    std::string kind;       // "progress", "finish", "heartbeat", "worker_stopped",
+                            // "attempt_started"
     nlohmann::json args;    // the statement's arguments
     int max_tries = 3;      // tries before it is reported as failing (it stays queued)
     int failures = 0;
@@ -39,13 +45,6 @@ struct DbWrite {
 
 nlohmann::json to_json(const DbWrite& w);
 DbWrite db_write_from_json(const nlohmann::json& j);
-
-/// A lost worker's task, repaired by sweep_lost_workers().
-struct LostTask {
-    std::string id;
-    int attempt = 0;
-    int max_attempts = 1;
-};
 
 struct Notifications {
     bool new_tasks = false;
@@ -86,11 +85,23 @@ public:
     /// Number of pending tasks (runnable now or later); nullopt on errors.
     std::optional<long> pending_count();
 
-    /// Tasks of workers whose heartbeat is older than `lease_seconds` (or that
-    /// stopped) and are still in progress: marks them failed or requeues them through
-    /// `decide` (returns the retry delay in seconds, or nullopt for a final failure).
-    void sweep_lost_workers(const std::string& own_worker_id, double lease_seconds,
-                            const std::function<std::optional<double>(const LostTask&)>& decide);
+    /// Recovers tasks of supervisors presumed dead (lease expired or stopped):
+    /// pv::recover_expired. Logs and returns 0 on database errors.
+    int recover_expired_workers(const std::string& own_worker_id, double lease_seconds);
+
+    /// Startup: resolves the tasks left in progress by earlier lives of this host and
+    /// instance (pv::recover_own_previous_life), using the leftover cgroups' counters.
+    /// Throws on database errors.
+    int recover_previous_life(const WorkerInfo& worker,
+                              const std::map<TaskKey, CgroupStats>& evidence,
+                              const std::set<std::string>& retry_on);
+
+    /// Writes that used up their retries go to `journal` (durable) instead of
+    /// staying queued; it is replayed, in order, before any newer write.
+    void attach_journal(Journal* journal) { m_journal = journal; }
+
+    /// Replays the journal now; false when the database did not answer.
+    bool replay_journal_now();
 
     /// Queues a write; it is tried at once by the next flush().
     void enqueue(DbWrite write);
@@ -100,7 +111,7 @@ public:
     std::optional<double> flush();
 
     std::size_t queued() const { return m_queue.size(); }
-    /// True when every queued write has used up its tries.
+    /// True when every queued write has used up its tries (and could not be journaled).
     bool all_writes_exhausted() const;
 
     /// Called with (old socket, new socket) right before a connection closes and
@@ -120,6 +131,7 @@ private:
     std::unique_ptr<Conn> m_conn;
     Notifications m_pending_notes;
     std::deque<DbWrite> m_queue;
+    Journal* m_journal = nullptr;
     double m_next_connect = 0;
 };
 
