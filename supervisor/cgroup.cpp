@@ -26,9 +26,13 @@ const char* to_string(CgroupMode mode) {
     return "unknown";
 }
 
+bool valid_instance_name(std::string_view name) {
+    return cgroup_fs::is_safe_component(name);
+}
+
 std::unique_ptr<CgroupManager> CgroupManager::probe(const std::string& instance,
                                                     std::optional<CgroupMode> forced) {
-    if (!cgroup_fs::is_safe_component(instance)) {
+    if (!valid_instance_name(instance)) {
         throw std::invalid_argument("bad supervisor instance name: \"" + instance + "\"");
     }
     if (forced == CgroupMode::Rlimit)

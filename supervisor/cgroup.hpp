@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace pv {
@@ -18,6 +19,11 @@ enum class CgroupMode { V2, V1, Rlimit };
 
 /// "v2", "v1" or "rlimit".
 const char* to_string(CgroupMode mode);
+
+/// True if `name` can name a supervisor instance (and a cgroup directory):
+/// [A-Za-z0-9._-]+, at most 200 characters, not "." or "..". For validating
+/// configuration before CgroupManager::probe(), which rejects anything else.
+bool valid_instance_name(std::string_view name);
 
 /// Counters read after the task's processes are all dead.
 struct CgroupStats {

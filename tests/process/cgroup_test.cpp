@@ -387,6 +387,10 @@ TEST_CASE("v2 task operations on a controller-less cgroup2") {
 TEST_CASE("bad names and unavailable forced modes fail loudly") {
     std::string instance = test_instance();
     CHECK_THROWS_AS(pv::CgroupManager::probe("../escape"), std::invalid_argument);
+    CHECK(pv::valid_instance_name("host-1.eu_west"));
+    CHECK_FALSE(pv::valid_instance_name(".."));
+    CHECK_FALSE(pv::valid_instance_name("a b"));
+    CHECK_FALSE(pv::valid_instance_name(""));
     {
         auto manager = pv::CgroupManager::probe(instance);
         CHECK_THROWS_AS(manager->create("../../etc", kMiB, 1), std::invalid_argument);
