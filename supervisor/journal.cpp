@@ -145,7 +145,7 @@ Journal::Journal(std::filesystem::path path) : m_path(std::move(path)) {
     auto keep = data.rfind('\n');
     std::size_t good = keep == std::string::npos ? 0 : keep + 1;
     if (good != data.size()) {
-        log::warn("journal torn tail cut off",
+        log::warn("Journal torn tail cut off",
                   {{"path", m_path.string()}, {"bytes", data.size() - good}});
         check_sys(::ftruncate(m_fd.get(), static_cast<off_t>(good)), "truncate journal");
         check_sys(::fsync(m_fd.get()), "fsync journal");
@@ -210,7 +210,7 @@ std::vector<json> Journal::entries() const {
         start = end + 1;
     }
     if (m_skipped > 0) {
-        log::warn("journal lines ignored", {{"path", m_path.string()}, {"lines", m_skipped}});
+        log::warn("Journal lines ignored", {{"path", m_path.string()}, {"lines", m_skipped}});
     }
     return out;
 }
@@ -255,7 +255,7 @@ ReplayStats replay_journal(Journal& journal, const EntryApplier& apply) {
     auto entries = journal.entries();
     if (entries.empty())
         return stats;
-    log::info("journal replay started",
+    log::info("Journal replay started",
               {{"path", journal.path().string()}, {"entries", entries.size()}});
 
     std::uint64_t done_through = 0;
@@ -269,14 +269,14 @@ ReplayStats replay_journal(Journal& journal, const EntryApplier& apply) {
                 // elsewhere) or this entry was applied before. Logged so the
                 // lost account stays visible.
                 ++stats.skipped;
-                log::warn("journal entry fenced off", log_fields(entry));
+                log::warn("Journal entry fenced off", log_fields(entry));
             }
         } catch (const std::invalid_argument& e) {
             ++stats.rejected;
             auto fields = log_fields(entry);
             fields["error_message"] = e.what();
             fields["entry"] = entry;
-            log::error("journal entry rejected", fields);
+            log::error("Journal entry rejected", fields);
         } catch (...) {
             if (done_through > 0)
                 journal.drop_through(done_through);
@@ -286,7 +286,7 @@ ReplayStats replay_journal(Journal& journal, const EntryApplier& apply) {
     }
     journal.clear();
     log::info(
-        "journal replay done",
+        "Journal replay done",
         {{"applied", stats.applied}, {"skipped", stats.skipped}, {"rejected", stats.rejected}});
     return stats;
 }

@@ -62,6 +62,7 @@ void close_lost_attempt(pqxx::work& tx, const OrphanTask& t, const LossVerdict& 
     std::string outcome(v.outcome);
     auto res = tx.exec_params(
         "UPDATE task_attempts SET ended_at = now(), outcome = $4, error = $5,"
+        " wall_seconds = COALESCE(wall_seconds, EXTRACT(EPOCH FROM now() - started_at)),"
         " oom_kills = COALESCE($6::integer, oom_kills),"
         " peak_memory_bytes = COALESCE($7::bigint, peak_memory_bytes)"
         " WHERE task_id = $1::uuid AND attempt = $2::integer"
@@ -104,11 +105,11 @@ bool resolve_lost(pqxx::work& tx, const OrphanTask& t, const LossVerdict& v) {
         t.task_id, t.attempt, arg(t.worker_id), status, v.error, type_word);
     bool changed = res.affected_rows() > 0;
     if (changed) {
-        log::warn("task recovered from lost supervisor", {{"task_id", t.task_id},
-                                                          {"attempt", t.attempt},
-                                                          {"status", status},
-                                                          {"error_type", type_word},
-                                                          {"error_message", v.error}});
+        log::warn("Task recovered from a lost supervisor", {{"task_id", t.task_id},
+                                                            {"attempt", t.attempt},
+                                                            {"status", status},
+                                                            {"error_type", type_word},
+                                                            {"error_message", v.error}});
     }
     return changed;
 }

@@ -399,7 +399,7 @@ ApplyResult apply_finish(pqxx::work& tx, const FinishRecord& r) {
         if (!r.result && r.stderr_tail.empty())
             throw;
         tx.exec0("ROLLBACK TO SAVEPOINT pv_apply_finish");
-        log::error("status record trimmed",
+        log::error("Status record trimmed",
                    {{"task_id", r.task_id}, {"attempt", r.attempt}, {"error_message", e.what()}});
         FinishRecord trimmed = r;
         trimmed.result.reset();
