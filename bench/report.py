@@ -433,7 +433,9 @@ def main():
                 (f"; {cpu['ours'] / cpu['x264']:.2f}× in CPU time" if cpu["ours"] and cpu["x264"] else ""))
         if med["ours"][1]:
             add(f"- our peak RSS {med['ours'][1]:.0f} MB (goal ≤ 300 MB: "
-                f"{verdict(med['ours'][1] <= 300)})")
+                f"{verdict(med['ours'][1] <= 300)})" +
+                (f"; x264 alone with the same settings peaks at {med['x264'][1]:.0f} MB, "
+                 "a floor for any pipeline that encodes this way" if med["x264"][1] else ""))
         stream = read_text("render-ours-stream.txt")
         if stream:
             add(f"- our output: {' '.join(stream.split())}")
