@@ -247,6 +247,35 @@ int recover_own_previous_life(pqxx::work& tx, const std::string& host, const std
     return resolved;
 }
 
+int recover_untracked(pqxx::work& tx, const std::string& my_worker_id,
+                      const std::set<TaskKey>& running, std::chrono::seconds grace) {
+    auto rows = tx.exec_params(
+        "SELECT t.id::text AS id, t.attempts, t.max_attempts, t.cancel_requested,"
+        " t.worker_id::text AS worker_id, w.host, w.pid"
+        " FROM tasks t JOIN workers w ON w.id = t.worker_id"
+        " WHERE t.status = 'inprogress' AND w.id::text = $1"
+        " AND COALESCE(t.started_at, t.updated_at) < now() - make_interval(secs => $2::float8)"
+        " ORDER BY t.id"
+        " FOR UPDATE OF t SKIP LOCKED",
+        my_worker_id, static_cast<double>(grace.count()));
+
+    int resolved = 0;
+    for (const auto& row : rows) {
+        OrphanTask task = lost_task_from_row(row);
+        if (running.count(TaskKey{task.task_id, task.attempt}) > 0)
+            continue;
+        LossVerdict verdict{error_type::kWorkerLost,
+                            "supervisor " + task.host + "/" + std::to_string(row["pid"].as<int>()) +
+                                " lost track of the attempt",
+                            true,
+                            {},
+                            {}};
+        if (resolve_lost(tx, task, verdict))
+            ++resolved;
+    }
+    return resolved;
+}
+
 std::set<TaskKey> lost_ownership(pqxx::work& tx, const std::string& my_worker_id,
                                  const std::set<TaskKey>& running) {
     std::set<TaskKey> lost;

@@ -88,4 +88,15 @@ int recover_own_previous_life(pqxx::work& tx, const std::string& host, const std
 std::set<TaskKey> lost_ownership(pqxx::work& tx, const std::string& my_worker_id,
                                  const std::set<TaskKey>& running);
 
+/// The other direction: tasks the database says this supervisor is running but
+/// `running` lacks (a claim whose child never started, an attempt the supervisor
+/// forgot after an internal error). Without this they would wait for a restart,
+/// since nobody recovers a live supervisor's tasks. Only attempts claimed more
+/// than `grace` ago (database clock) are touched, so a claim still being spawned
+/// is safe. Each is resolved like recover_expired with outcome 'worker_lost' and
+/// error "supervisor <host>/<pid> lost track of the attempt". Same locking and
+/// fencing. Returns how many tasks were resolved. Throws pqxx exceptions.
+int recover_untracked(pqxx::work& tx, const std::string& my_worker_id,
+                      const std::set<TaskKey>& running, std::chrono::seconds grace);
+
 }  // namespace pv

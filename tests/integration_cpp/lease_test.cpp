@@ -526,6 +526,35 @@ TEST_CASE("a supervisor learns which of its running attempts were taken from it"
     CHECK(pv::lost_ownership(tx, me, {}).empty());
 }
 
+TEST_CASE("a live supervisor resolves claims it is not running") {
+    auto conn = fresh();
+    std::string me = add_worker(*conn, "render-01", 111);
+    std::string other = add_worker(*conn, "render-02", 222);
+    std::string running = add_claimed_task(*conn, me);
+    std::string forgotten = add_claimed_task(*conn, me, 3, 3);
+    std::string fresh_claim = add_claimed_task(*conn, me);
+    std::string not_mine = add_claimed_task(*conn, other);
+    {
+        pqxx::work tx(*conn);
+        tx.exec_params0(
+            "UPDATE tasks SET started_at = now() - interval '1 minute'"
+            " WHERE id <> $1::uuid",
+            fresh_claim);
+        tx.commit();
+    }
+    pqxx::work tx(*conn);
+    CHECK(pv::recover_untracked(tx, me, {{running, 1}}, 10s) == 1);
+    tx.commit();
+    auto t = task_row(*conn, forgotten);
+    CHECK(t.status == "failed");
+    CHECK(t.error_type == "worker_lost");
+    CHECK(t.error == "supervisor render-01/111 lost track of the attempt");
+    CHECK(attempt_row(*conn, forgotten, 3)->outcome == "worker_lost");
+    CHECK(task_row(*conn, running).status == "inprogress");
+    CHECK(task_row(*conn, fresh_claim).status == "inprogress");
+    CHECK(task_row(*conn, not_mine).status == "inprogress");
+}
+
 TEST_CASE("apply_finish records the death time and the final state") {
     auto conn = fresh();
     std::string me = add_worker(*conn, "render-01", 111);
