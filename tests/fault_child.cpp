@@ -76,6 +76,7 @@ Reads the request JSON from --request FILE (or stdin) and behaves as its "fault"
   inspect              succeed; the result describes the process (fds, signal mask,
                        ignored signals, session, uid, cwd, cgroups, PV_* environment)
 Every fault first sends progress(1, "start") unless "quiet" is true.
+"on_attempt": {"N": "fault"} picks another fault when PV_ATTEMPT is N.
 Extra --marker arguments are ignored; tests use them to find their processes.
 )";
 
@@ -193,7 +194,7 @@ public:
         : m_args(std::move(args)), m_req(std::move(request)), m_events(m_args.event_fd) {}
 
     int run() {
-        const std::string fault = str(m_req, "fault", "succeed");
+        const std::string fault = chosen_fault();
         const std::map<std::string, std::function<int()>> table{
             {"succeed", [&] { return succeed(); }},
             {"sleep_then_succeed", [&] { return sleep_then_succeed(); }},
@@ -228,11 +229,23 @@ public:
     }
 
 private:
+    // "fault", unless "on_attempt" names another one for this PV_ATTEMPT, e.g.
+    // {"fault": "succeed", "on_attempt": {"1": "hang"}}.
+    std::string chosen_fault() const {
+        std::string fault = str(m_req, "fault", "succeed");
+        auto it = m_req.find("on_attempt");
+        const char* attempt = std::getenv("PV_ATTEMPT");
+        if (it != m_req.end() && it->is_object() && attempt) {
+            fault = str(*it, attempt, fault);
+        }
+        return fault;
+    }
+
     json result_body(json extra = json::object()) const {
         json body = {
             {"output", str(m_req, "output", m_args.work_dir + "/output.mp4")},
             {"duration", 1.0},
-            {"fault", str(m_req, "fault", "succeed")},
+            {"fault", chosen_fault()},
             {"pid", ::getpid()},
         };
         body.update(extra);

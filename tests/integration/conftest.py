@@ -135,48 +135,48 @@ def pid_alive(pid):
     return st is not None and st[0] != "Z"
 
 
-def _own_cgroup_paths():
-    """{'memory': '/x/y', 'unified': '/'} for this process (hybrid or v1 or v2)."""
-    paths = {}
+def _own_cgroups():
+    """[(controllers, path)] of this process: one entry per v1 hierarchy, and
+    (("",), path) for the unified one."""
+    own = []
     with open("/proc/self/cgroup") as f:
         for line in f:
             hid, controllers, path = line.rstrip("\n").split(":", 2)
-            if hid == "0":
-                paths["unified"] = path
-            elif "memory" in controllers.split(","):
-                paths["memory"] = path
-    return paths
+            own.append((tuple(controllers.split(",")) if hid != "0" else ("",), path))
+    return own
 
 
-def _cgroup_mounts():
-    """{'memory': mountpoint, 'unified': mountpoint} from /proc/self/mountinfo."""
-    mounts = {}
+def _cgroup_mountpoint(controllers):
+    """Mount point of the hierarchy with exactly these controllers (("",) = v2)."""
     with open("/proc/self/mountinfo") as f:
         for line in f:
             left, right = line.rstrip("\n").split(" - ", 1)
-            fields = left.split()
+            mountpoint = left.split()[4]
             fstype, _source, options = right.split(" ", 2)
-            mountpoint = fields[4]
-            if fstype == "cgroup2":
-                mounts.setdefault("unified", mountpoint)
-            elif fstype == "cgroup" and "memory" in options.split(","):
-                mounts.setdefault("memory", mountpoint)
-    return mounts
+            if controllers == ("",):
+                if fstype == "cgroup2":
+                    return mountpoint
+            elif fstype == "cgroup" and set(controllers) <= set(options.split(",")):
+                return mountpoint
+    return None
 
 
 def instance_cgroup_dirs(instance):
-    """The folders where a supervisor with `instance` keeps its task cgroups."""
-    paths = _own_cgroup_paths()
-    mounts = _cgroup_mounts()
-    dirs = []
-    for kind in ("memory", "unified"):
-        if kind in paths and kind in mounts:
-            base = Path(mounts[kind] + paths[kind])
-            dirs.append(base / f"protovideo-{instance}")
-            # On cgroup v2 the supervisor may move itself into a "supervisor"
-            # leaf and put the instance folder beside it.
-            dirs.append(base.parent / f"protovideo-{instance}")
-    return sorted(set(dirs))
+    """Every folder where a supervisor with `instance` may keep task cgroups: the
+    instance folder below this process's cgroup in each hierarchy (memory, pids,
+    the unified tracking tree, ...)."""
+    dirs = set()
+    for controllers, path in _own_cgroups():
+        mountpoint = _cgroup_mountpoint(controllers)
+        if not mountpoint:
+            continue
+        base = Path(mountpoint + path)
+        dirs.add(base / f"protovideo-{instance}")
+        # On cgroup v2 the supervisor may move itself into a "supervisor" leaf
+        # and keep the instance folder beside it.
+        if controllers == ("",) and path != "/":
+            dirs.add(base.parent / f"protovideo-{instance}")
+    return sorted(dirs)
 
 
 def task_cgroups(instance):
@@ -333,11 +333,28 @@ class Harness:
     # database
 
     def sql(self, query, args=None):
-        with self.conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
-            cur.execute(query, args)
-            if cur.description is None:
-                return []
-            return [dict(r) for r in cur.fetchall()]
+        """Runs one statement (autocommit); reconnects once if a test restarted
+        PostgreSQL under the connection."""
+        for attempt in (1, 2):
+            try:
+                if self.conn.closed:
+                    self.reconnect()
+                with self.conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+                    cur.execute(query, args)
+                    if cur.description is None:
+                        return []
+                    return [dict(r) for r in cur.fetchall()]
+            except (psycopg2.OperationalError, psycopg2.InterfaceError):
+                if attempt == 2:
+                    raise
+                self.reconnect()
+        return []
+
+    def reconnect(self):
+        if not self.conn.closed:
+            self.conn.close()
+        self.conn = psycopg2.connect(self.database_url)
+        self.conn.autocommit = True
 
     def clean_tables(self):
         self.sql("TRUNCATE task_attempts, tasks, workers CASCADE")
@@ -516,35 +533,76 @@ class Harness:
 
 # --- fixtures ----------------------------------------------------------------
 
+class PrivatePostgres:
+    """The session's PostgreSQL (scripts/pg.sh), which tests may pause and resume."""
+
+    def __init__(self, state):
+        self.state = state
+        self.script = REPO_ROOT / "scripts" / "pg.sh"
+        self.url = None
+
+    def ctl(self, command, timeout=120):
+        out = subprocess.run([str(self.script), command, self.state], capture_output=True,
+                             text=True, timeout=timeout)
+        if out.returncode != 0:
+            raise RuntimeError(f"pg.sh {command} failed: {out.stderr}")
+        return out.stdout
+
+    def pause(self):
+        self.ctl("pause")
+
+    def resume(self):
+        self.ctl("resume")
+
+    def restart(self):
+        self.ctl("restart")
+
+    def is_up(self):
+        try:
+            psycopg2.connect(self.url, connect_timeout=2).close()
+            return True
+        except psycopg2.OperationalError:
+            return False
+
+
 @pytest.fixture(scope="session")
-def database_url():
+def postgres():
     if not SUPERVISOR.exists():
         pytest.fail(f"supervisor not built: {SUPERVISOR} (set PV_BUILD_DIR)")
     if not FAULT_CHILD.exists():
         pytest.fail(f"fault_child not built: {FAULT_CHILD} (set PV_BUILD_DIR)")
     state = tempfile.mkdtemp(prefix="pvit-pg-")
     os.chmod(state, 0o755)
-    pg = REPO_ROOT / "scripts" / "pg.sh"
-    out = subprocess.run([str(pg), "start", state], capture_output=True, text=True, timeout=180)
-    if out.returncode != 0:
-        pytest.fail(f"pg.sh start failed: {out.stderr}")
-    url = out.stdout.strip().splitlines()[-1]
+    pg = PrivatePostgres(state)
+    try:
+        pg.url = pg.ctl("start", timeout=180).strip().splitlines()[-1]
+    except RuntimeError as e:
+        pytest.fail(str(e))
     env = {k: v for k, v in os.environ.items() if k not in SUPERVISOR_ENV}
-    env["DATABASE_URL"] = url
+    env["DATABASE_URL"] = pg.url
     mig = subprocess.run([str(SUPERVISOR), "--migrate", "--log-format", "json"], env=env,
                          capture_output=True, text=True, timeout=120)
     if mig.returncode != 0:
-        subprocess.run([str(pg), "destroy", state], capture_output=True, timeout=120)
+        subprocess.run([str(pg.script), "destroy", state], capture_output=True, timeout=120)
         pytest.fail(f"supervisor --migrate failed ({mig.returncode}): {mig.stdout}{mig.stderr}")
-    yield url
-    subprocess.run([str(pg), "destroy", state], capture_output=True, timeout=120)
+    yield pg
+    subprocess.run([str(pg.script), "destroy", state], capture_output=True, timeout=120)
     shutil.rmtree(state, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def database_url(postgres):
+    return postgres.url
+
+
 @pytest.fixture
-def pv(database_url, request):
+def pv(postgres, request):
+    # A test that stopped PostgreSQL and failed before starting it again must not
+    # take the rest of the session down with it.
+    if not postgres.is_up():
+        postgres.resume()
     tmp = Path(tempfile.mkdtemp(prefix="pvit-"))
-    h = Harness(database_url, tmp, request.node.name)
+    h = Harness(postgres.url, tmp, request.node.name)
     h.clean_tables()
     yield h
     h.teardown()

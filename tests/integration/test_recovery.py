@@ -1,0 +1,113 @@
+# SPDX-License-Identifier: MIT
+"""The supervisor itself dies or loses its database: children must not outlive it,
+and the next supervisor (or the same one, once the database is back) must bring
+every task to a known state and leave nothing behind."""
+
+import signal
+import time
+
+import pytest
+
+from conftest import TERMINAL, pid_alive, wait_until
+
+
+def test_sigkilled_supervisor_takes_its_children_and_is_recovered(pv):
+    tid = pv.insert({"fault": "hang"}, max_attempts=1)
+    first = pv.start()
+    child = pv.wait_running(tid)
+    first.kill()
+
+    # The parent-death signal must take the child down with the supervisor.
+    wait_until(lambda: not pid_alive(child), 10, what=f"child {child} to die with its supervisor")
+
+    # A new life of the same instance resolves the task at startup.
+    pv.run(timeout=60)
+    task = pv.task(tid)
+    assert task["status"] == "failed", task
+    assert task["error_type"] == "worker_lost", task
+    assert task["error"], task
+    attempts = pv.attempts(tid)
+    assert len(attempts) == 1
+    assert attempts[0]["outcome"] == "worker_lost", attempts[0]
+    assert attempts[0]["ended_at"] is not None
+    pv.assert_clean()
+
+
+def test_sigkilled_supervisor_task_is_retried_by_next_life(pv):
+    tid = pv.insert({"fault": "succeed", "on_attempt": {"1": "hang"}}, max_attempts=2)
+    first = pv.start()
+    pv.wait_running(tid)
+    first.kill()
+    pv.run(timeout=60)
+    task = pv.task(tid)
+    assert task["status"] == "completed", task
+    assert task["attempts"] == 2, task
+    assert [a["outcome"] for a in pv.attempts(tid)] == ["worker_lost", "completed"]
+    pv.assert_clean()
+
+
+def test_signal_handling_disabled_dies_at_once(pv):
+    tid = pv.insert({"fault": "hang"}, max_attempts=1)
+    sup = pv.start(env={"ENABLE_SIGNAL_HANDLING": "false"})
+    child = pv.wait_running(tid)
+    sup.send(signal.SIGTERM)
+    rc = sup.proc.wait(timeout=10)
+    assert rc == -signal.SIGTERM, f"expected death by SIGTERM, got {rc}"
+    wait_until(lambda: not pid_alive(child), 10, what="the child to follow its supervisor")
+    pv.run(timeout=60)
+    assert pv.task(tid)["error_type"] == "worker_lost"
+    pv.assert_clean()
+
+
+def test_database_outage_while_child_runs(pv, postgres):
+    tid = pv.insert({"fault": "sleep_then_succeed", "seconds": 2})
+    sup = pv.start("--db-retry-attempts", "2", "--db-retry-delay", "0.5")
+    child = pv.wait_running(tid)
+    postgres.pause()
+    try:
+        # The child finishes while the database is away; its outcome must survive.
+        wait_until(lambda: not pid_alive(child), 20, what="the child to finish")
+        time.sleep(2)
+        assert sup.alive(), f"supervisor died during the outage:\n{sup.tail()}"
+    finally:
+        postgres.resume()
+    task = pv.wait_status(tid, TERMINAL, timeout=60)
+    assert task["status"] == "completed", task
+    assert pv.attempts(tid)[0]["outcome"] == "completed"
+    pv.assert_clean()
+    assert sup.stop() == 0, sup.tail()
+
+
+def test_database_restart_while_idle(pv, postgres):
+    sup = pv.start("--poll-interval", "5", "--db-retry-delay", "0.5")
+    wait_until(lambda: pv.sql("SELECT 1 FROM workers WHERE stopped_at IS NULL"), 20,
+               what="worker registration")
+    pv.conn.close()
+    postgres.restart()
+    pv.reconnect()
+    tid = pv.insert({"fault": "succeed"})
+    task = pv.wait_status(tid, TERMINAL, timeout=60)
+    assert task["status"] == "completed", task
+    assert sup.alive(), sup.tail()
+    assert sup.stop() == 0, sup.tail()
+    pv.assert_clean()
+
+
+@pytest.mark.parametrize("fault", ["hang", "grandchild"])
+def test_leftovers_of_a_dead_supervisor_are_cleaned_at_startup(pv, fault):
+    request = {"fault": fault, "then": "hang", "close_fds": True,
+               "pid_file": str(pv.shared / "grandchild.pid")}
+    tid = pv.insert(request, max_attempts=1)
+    first = pv.start()
+    pv.wait_running(tid)
+    if fault == "grandchild":
+        wait_until(lambda: (pv.shared / "grandchild.pid").exists(), 10, what="grandchild")
+    first.kill()
+    # The grandchild left the session and has no parent-death signal: only the
+    # cgroup still holds it, and the next life must kill it.
+    pv.run(timeout=60)
+    if fault == "grandchild":
+        gc = int((pv.shared / "grandchild.pid").read_text())
+        wait_until(lambda: not pid_alive(gc), 10, what=f"grandchild {gc} to be killed")
+    assert pv.task(tid)["status"] == "failed"
+    pv.assert_clean()
