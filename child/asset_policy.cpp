@@ -233,6 +233,7 @@ std::optional<std::string> AssetPolicy::resolve_local(std::string_view ref,
         if (rest.empty() || rest.front() != '/')
             return "names a file on another host";
         path = std::string(rest);
+        // Limitation: file:// URLs with %-escapes are refused; give such files as plain paths.
         if (path.find('%') != std::string::npos) {
             return "contains %-escapes, which file:// URLs here do not support";
         }

@@ -258,6 +258,8 @@ void setup_transfer(Transfer& t) {
     curl_easy_setopt(h, CURLOPT_PRIVATE, &t);
 }
 
+// Limitation: Retry-After headers are not honoured; retries wait an exponential
+// backoff (FETCH_RETRY_BACKOFF_MS, doubled per attempt, at most 30 s).
 long backoff_ms(const FetchOptions& o, int attempt) {
     double ms = static_cast<double>(o.retry_backoff_ms) * std::pow(2.0, attempt - 1);
     return static_cast<long>(std::min(ms, 30000.0));
@@ -377,8 +379,8 @@ FetchOptions FetchOptions::from_env() {
 
 void apply_common_curl_options(CURL* h, const FetchOptions& o) {
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    // Proxies from the environment are ignored: the address checks must see
-    // the real destination.
+    // Limitation: HTTP(S) proxies are not supported; proxy variables in the
+    // environment are ignored so that the address checks see the real destination.
     curl_easy_setopt(h, CURLOPT_PROXY, "");
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");

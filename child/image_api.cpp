@@ -129,6 +129,8 @@ Attempt attempt_once(const ImageApiConfig& cfg, const std::string& payload,
         if (it != j["data"][0].end() && it->is_string())
             b64 = &*it;
     }
+    // Limitation: an API that ignores response_format and answers with
+    // data[0].url instead of b64_json is refused rather than followed.
     if (!b64)
         return {"", "the image API's answer has no data[0].b64_json", false};
     try {

@@ -201,6 +201,8 @@ size_t on_s3_body(char* data, size_t size, size_t count, void* user) {
 
 /// One signed request. The body is sent from memory so that libcurl's SigV4
 /// code hashes the same bytes we announce in x-amz-content-sha256.
+/// Limitation: an upload is one PUT of a memory-mapped file, without multipart
+/// upload, so objects larger than 5 GB cannot be stored on AWS S3.
 S3Response s3_request(const S3Config& cfg, const char* method, const std::string& key,
                       const char* body, std::size_t size, const char* content_type) {
     S3Response r;
