@@ -191,6 +191,10 @@ def main():
     settings = read_text("settings.txt")
     if settings:
         add("Settings: `" + settings + "`\n")
+    stale = read_text("stale-builds.txt")
+    if stale:
+        add("Built earlier than the run (the tree did not build at run time): " +
+            "; ".join(stale.splitlines()) + "\n")
 
     # ---- supervisor ------------------------------------------------------
     add("## a. Supervisor\n")

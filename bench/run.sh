@@ -84,7 +84,15 @@ echo "N_KILL=$N_KILL N_DISPATCH=$N_DISPATCH N_LATENCY=$N_LATENCY N_KILL_PEER=$N_
 if [ ! -f "$build/build.ninja" ]; then
     meson setup "$build" "$root" --buildtype=release >/dev/null
 fi
-built() { ninja -C "$build" "$1" >"$STATE/ninja-$(basename "$1").log" 2>&1; }
+# built TARGET: builds it; when the tree does not build right now (others are
+# editing it) an earlier build of the target is used, and the report says so.
+built() {
+    ninja -C "$build" "$1" >"$STATE/ninja-$(basename "$1").log" 2>&1 && return 0
+    [ -x "$build/$1" ] || return 1
+    log "$1 does not build now; using the earlier build from $(date -u -r "$build/$1" +%H:%M) UTC"
+    echo "$1: built $(date -u -r "$build/$1" '+%H:%M UTC'), the tree did not build at run time" \
+        >>"$RESULTS/stale-builds.txt"
+}
 built bench/bench_child && built bench/pvbench || { log "bench helpers do not build"; exit 1; }
 export BENCH_CHILD=$build/bench/bench_child PVBENCH=$build/bench/pvbench
 export SUPERVISOR=$build/supervisor/supervisor RENDER=$build/child/protovideo-render
