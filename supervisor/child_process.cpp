@@ -16,7 +16,8 @@ void ByteTail::append(std::string_view bytes) {
         return;
     }
     m_data.append(bytes);
-    if (m_data.size() > m_capacity) m_data.erase(0, m_data.size() - m_capacity);
+    if (m_data.size() > m_capacity)
+        m_data.erase(0, m_data.size() - m_capacity);
 }
 
 std::string sanitize_text(std::string_view in) {
@@ -25,8 +26,11 @@ std::string sanitize_text(std::string_view in) {
     std::size_t i = 0;
     while (i < in.size()) {
         auto c = static_cast<unsigned char>(in[i]);
-        std::size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3
-                                        : (c >> 3) == 0x1E ? 4 : 0;
+        std::size_t len = c < 0x80           ? 1
+                          : (c >> 5) == 0x6  ? 2
+                          : (c >> 4) == 0xE  ? 3
+                          : (c >> 3) == 0x1E ? 4
+                                             : 0;
         bool ok = len > 0 && i + len <= in.size();
         for (std::size_t k = 1; ok && k < len; ++k) {
             ok = (static_cast<unsigned char>(in[i + k]) & 0xC0) == 0x80;
@@ -36,14 +40,14 @@ std::string sanitize_text(std::string_view in) {
             ++i;
             continue;
         }
-        if (c != 0) out.append(in.substr(i, len));
+        if (c != 0)
+            out.append(in.substr(i, len));
         i += len;
     }
     return out;
 }
 
-ChildProcess::ChildProcess(TaskInfo task, std::string work_dir,
-                           std::unique_ptr<TaskCgroup> cgroup)
+ChildProcess::ChildProcess(TaskInfo task, std::string work_dir, std::unique_ptr<TaskCgroup> cgroup)
     : m_task{std::move(task)},
       m_work_dir{std::move(work_dir)},
       m_cgroup{std::move(cgroup)},
@@ -65,8 +69,10 @@ bool ChildProcess::read_output() {
             m_stderr.append(std::string_view(buf, static_cast<std::size_t>(n)));
             continue;
         }
-        if (n == 0) return false;
-        if (errno == EINTR) continue;
+        if (n == 0)
+            return false;
+        if (errno == EINTR)
+            continue;
         return errno == EAGAIN || errno == EWOULDBLOCK;
     }
 }
@@ -78,7 +84,8 @@ void ChildProcess::signal_task(int sig) {
         ::kill(-m_pid, sig);
         ::kill(m_pid, sig);
     }
-    if (m_cgroup) m_cgroup->signal_all(sig);
+    if (m_cgroup)
+        m_cgroup->signal_all(sig);
 }
 
 void ChildProcess::mark_reaped(int wait_status, const rusage& ru) {
@@ -96,14 +103,16 @@ DeathFacts ChildProcess::facts(const CgroupStats& stats, const std::string& prog
     f.child_error = m_error;
     f.got_result = m_result.has_value();
     f.spawn_errno = m_spawn_errno;
-    if (m_spawn_errno) f.spawn_step = m_spawn_step;
+    if (m_spawn_errno)
+        f.spawn_step = m_spawn_step;
     f.program = program;
     f.timeout_seconds = m_task.timeout_seconds;
     // Fallback when the cgroup keeps no peak: ru_maxrss (KiB; it also counts the
     // supervisor's RSS at fork) or the highest sampled usage, whichever is larger.
     std::uint64_t rss = static_cast<std::uint64_t>(m_rusage.ru_maxrss) * 1024;
     std::uint64_t best = std::max(rss, sampled_peak);
-    if (best > 0) f.rusage_peak_bytes = best;
+    if (best > 0)
+        f.rusage_peak_bytes = best;
     return f;
 }
 

@@ -27,10 +27,10 @@ namespace pv {
 /// What the claim gave us about the task.
 struct TaskInfo {
     std::string id;
-    int attempt = 0;        // 1-based, equals tasks.attempts after the claim
+    int attempt = 0;  // 1-based, equals tasks.attempts after the claim
     int max_attempts = 1;
     double timeout_seconds = 900;
-    std::string request;    // JSON text
+    std::string request;  // JSON text
 };
 
 /// A bounded tail of a byte stream: keeps the last `capacity` bytes.
@@ -71,7 +71,8 @@ public:
     /// Records what we did first; later actions (e.g. shutdown after a timeout
     /// started) do not overwrite it.
     void set_action(SupervisorAction a) {
-        if (m_action == SupervisorAction::None) m_action = a;
+        if (m_action == SupervisorAction::None)
+            m_action = a;
     }
 
     void attach(pid_t pid, UniqueFd pidfd, UniqueFd event_read, UniqueFd output_read);
@@ -112,11 +113,11 @@ public:
 
     // Timers and bookkeeping the supervisor drives.
     TimerFd& timer() { return m_timer; }
-    double drain_deadline = 0;      // monotonic time teardown gives up waiting
+    double drain_deadline = 0;  // monotonic time teardown gives up waiting
     double last_memory_warning = -1e9;
     double last_progress_write = -1e9;
     std::optional<ProgressEvent> unsaved_progress;
-    std::uint64_t sampled_peak = 0; // highest current_bytes() seen
+    std::uint64_t sampled_peak = 0;  // highest current_bytes() seen
 
 private:
     TaskInfo m_task;
@@ -159,14 +160,18 @@ bool ChildProcess::read_events(F&& on_event) {
                                  on_event(std::optional<ChildEvent>{}, why);
                                  return;
                              }
-                             if (auto* r = std::get_if<ResultEvent>(&*ev)) m_result = r->body;
-                             if (auto* e = std::get_if<ErrorEvent>(&*ev)) m_error = *e;
+                             if (auto* r = std::get_if<ResultEvent>(&*ev))
+                                 m_result = r->body;
+                             if (auto* e = std::get_if<ErrorEvent>(&*ev))
+                                 m_error = *e;
                              on_event(ev, std::string());
                          });
             continue;
         }
-        if (n == 0) return false;
-        if (errno == EINTR) continue;
+        if (n == 0)
+            return false;
+        if (errno == EINTR)
+            continue;
         return errno == EAGAIN || errno == EWOULDBLOCK;
     }
 }

@@ -47,7 +47,8 @@ bool is_executable_file(const fs::path& p) {
 /// Resolves a program name the way execvp would, but before fork.
 std::optional<std::string> resolve_program(const std::string& name) {
     if (name.find('/') != std::string::npos) {
-        if (is_executable_file(name)) return name;
+        if (is_executable_file(name))
+            return name;
         return std::nullopt;
     }
     const char* path = std::getenv("PATH");
@@ -55,10 +56,12 @@ std::optional<std::string> resolve_program(const std::string& name) {
     std::size_t pos = 0;
     while (pos <= dirs.size()) {
         std::size_t end = dirs.find(':', pos);
-        if (end == std::string::npos) end = dirs.size();
+        if (end == std::string::npos)
+            end = dirs.size();
         std::string dir = dirs.substr(pos, end - pos);
         fs::path candidate = fs::path(dir.empty() ? "." : dir) / name;
-        if (is_executable_file(candidate)) return candidate.string();
+        if (is_executable_file(candidate))
+            return candidate.string();
         pos = end + 1;
     }
     return std::nullopt;
@@ -71,7 +74,8 @@ std::string default_child_command() {
     if (!ec) {
         for (auto candidate : {self.parent_path() / "protovideo-render",
                                self.parent_path().parent_path() / "child" / "protovideo-render"}) {
-            if (is_executable_file(candidate)) return candidate.string();
+            if (is_executable_file(candidate))
+                return candidate.string();
         }
     }
     return "protovideo-render";
@@ -101,10 +105,14 @@ CLI::Validator number_above(double min, bool strict) {
 }
 
 std::optional<CgroupMode> parse_cgroup_mode(const std::string& s) {
-    if (s == "auto") return std::nullopt;
-    if (s == "v2") return CgroupMode::V2;
-    if (s == "v1") return CgroupMode::V1;
-    if (s == "rlimit") return CgroupMode::Rlimit;
+    if (s == "auto")
+        return std::nullopt;
+    if (s == "v2")
+        return CgroupMode::V2;
+    if (s == "v1")
+        return CgroupMode::V1;
+    if (s == "rlimit")
+        return CgroupMode::Rlimit;
     throw ConfigError("--cgroup-mode must be auto, v2, v1 or rlimit, not '" + s + "'");
 }
 
@@ -119,11 +127,11 @@ spdlog::level::level_enum parse_level(const std::string& s) {
 
 void resolve_child(Config& cfg) {
     cfg.child_argv = split_spaces(cfg.child_command);
-    if (cfg.child_argv.empty()) throw ConfigError("--child-command is empty");
+    if (cfg.child_argv.empty())
+        throw ConfigError("--child-command is empty");
     auto program = resolve_program(cfg.child_argv[0]);
     if (!program) {
-        throw ConfigError("--child-command: cannot find an executable '" + cfg.child_argv[0] +
-                          "'");
+        throw ConfigError("--child-command: cannot find an executable '" + cfg.child_argv[0] + "'");
     }
     cfg.child_argv[0] = *program;
 }
@@ -139,16 +147,20 @@ void resolve_user(Config& cfg, bool user_given) {
         cfg.child_user.clear();
         return;
     }
-    if (cfg.child_user.empty()) cfg.child_user = "nobody";
+    if (cfg.child_user.empty())
+        cfg.child_user = "nobody";
     const passwd* pw = ::getpwnam(cfg.child_user.c_str());
-    if (pw == nullptr) throw ConfigError("--child-user: unknown user '" + cfg.child_user + "'");
+    if (pw == nullptr)
+        throw ConfigError("--child-user: unknown user '" + cfg.child_user + "'");
     cfg.child_uid = pw->pw_uid;
     cfg.child_gid = pw->pw_gid;
 }
 
 }  // namespace
 
-const char* supervisor_version() { return PV_VERSION; }
+const char* supervisor_version() {
+    return PV_VERSION;
+}
 
 Config parse_config(int argc, char** argv, std::optional<int>& exit_code) {
     Config cfg;
@@ -164,55 +176,87 @@ Config parse_config(int argc, char** argv, std::optional<int>& exit_code) {
     auto non_negative = number_above(0, false);
     auto positive = number_above(0, true);
     app.add_option("--max-children", cfg.max_children, "Concurrent children")
-        ->envname("MAX_CHILDREN")->check(positive)->capture_default_str();
+        ->envname("MAX_CHILDREN")
+        ->check(positive)
+        ->capture_default_str();
     app.add_option("--database-url", cfg.database_url, "libpq URI or conninfo (else PG* vars)")
         ->envname("DATABASE_URL");
     app.add_option("--child-command", cfg.child_command,
                    "Program (+ args, split on spaces) exec'd per attempt")
-        ->envname("CHILD_COMMAND")->capture_default_str();
+        ->envname("CHILD_COMMAND")
+        ->capture_default_str();
     auto* child_user = app.add_option("--child-user", cfg.child_user,
                                       "User the child runs as (default nobody, only when root)")
                            ->envname("CHILD_USER");
     app.add_option("--task-timeout", cfg.task_timeout, "Seconds per attempt")
-        ->envname("TASK_TIMEOUT")->check(positive)->capture_default_str();
+        ->envname("TASK_TIMEOUT")
+        ->check(positive)
+        ->capture_default_str();
     app.add_option("--term-grace", cfg.term_grace, "SIGTERM to SIGKILL grace, seconds")
-        ->envname("TERM_GRACE")->check(non_negative)->capture_default_str();
+        ->envname("TERM_GRACE")
+        ->check(non_negative)
+        ->capture_default_str();
     app.add_option("--shutdown-grace", cfg.shutdown_grace,
                    "On SIGTERM/SIGINT, seconds children get to finish")
-        ->envname("SHUTDOWN_GRACE")->check(non_negative)->capture_default_str();
+        ->envname("SHUTDOWN_GRACE")
+        ->check(non_negative)
+        ->capture_default_str();
     app.add_option("--memory-warning", cfg.memory_warning_mb, "MB; logs [MEMORY] warnings above")
-        ->envname("MEMORY_WARNING_THRESHOLD")->check(non_negative)->capture_default_str();
+        ->envname("MEMORY_WARNING_THRESHOLD")
+        ->check(non_negative)
+        ->capture_default_str();
     app.add_option("--memory-limit", cfg.memory_limit_mb, "MB; hard memory limit per child")
-        ->envname("MEMORY_CRITICAL_THRESHOLD")->check(positive)->capture_default_str();
+        ->envname("MEMORY_CRITICAL_THRESHOLD")
+        ->check(positive)
+        ->capture_default_str();
     app.add_option("--signal-handling", cfg.signal_handling,
                    "Graceful SIGTERM/SIGINT handling (false: default disposition)")
-        ->envname("ENABLE_SIGNAL_HANDLING")->capture_default_str();
+        ->envname("ENABLE_SIGNAL_HANDLING")
+        ->capture_default_str();
     app.add_option("--db-retry-attempts", cfg.db_retry_attempts, "Tries per database write")
-        ->envname("DB_RETRY_ATTEMPTS")->check(positive)->capture_default_str();
+        ->envname("DB_RETRY_ATTEMPTS")
+        ->check(positive)
+        ->capture_default_str();
     app.add_option("--db-retry-delay", cfg.db_retry_delay, "Seconds between database retries")
-        ->envname("DB_RETRY_DELAY")->check(non_negative)->capture_default_str();
+        ->envname("DB_RETRY_DELAY")
+        ->check(non_negative)
+        ->capture_default_str();
     app.add_option("--poll-interval", cfg.poll_interval, "Safety-net poll period, seconds")
-        ->envname("POLL_INTERVAL")->check(positive)->capture_default_str();
+        ->envname("POLL_INTERVAL")
+        ->check(positive)
+        ->capture_default_str();
     app.add_option("--work-root", cfg.work_root, "Per-attempt work directories")
-        ->envname("WORK_ROOT")->capture_default_str();
+        ->envname("WORK_ROOT")
+        ->capture_default_str();
     app.add_option("--state-dir", cfg.state_dir, "Journal and other state")
-        ->envname("STATE_DIR")->capture_default_str();
+        ->envname("STATE_DIR")
+        ->capture_default_str();
     app.add_option("--instance", cfg.instance, "Distinguishes supervisors on one host")
-        ->envname("SUPERVISOR_INSTANCE")->capture_default_str();
+        ->envname("SUPERVISOR_INSTANCE")
+        ->capture_default_str();
     app.add_option("--cgroup-mode", cgroup_mode, "auto, v2, v1 or rlimit")
-        ->envname("CGROUP_MODE")->capture_default_str();
+        ->envname("CGROUP_MODE")
+        ->capture_default_str();
     app.add_option("--retry-base-delay", cfg.retry_base_delay, "Backoff base, seconds")
-        ->envname("RETRY_BASE_DELAY")->check(non_negative)->capture_default_str();
+        ->envname("RETRY_BASE_DELAY")
+        ->check(non_negative)
+        ->capture_default_str();
     app.add_option("--retry-on", retry_on, "Extra error_types to retry, comma separated")
         ->envname("RETRY_ON");
     app.add_option("--lease", cfg.lease_seconds, "Heartbeat age after which a worker is dead")
-        ->envname("LEASE_SECONDS")->check(positive)->capture_default_str();
+        ->envname("LEASE_SECONDS")
+        ->check(positive)
+        ->capture_default_str();
     app.add_option("--heartbeat", cfg.heartbeat_seconds, "Heartbeat period, seconds")
-        ->envname("HEARTBEAT_SECONDS")->check(positive)->capture_default_str();
+        ->envname("HEARTBEAT_SECONDS")
+        ->check(positive)
+        ->capture_default_str();
     app.add_option("--log-format", log_format, "auto (json unless a terminal), json, text")
-        ->envname("LOG_FORMAT")->capture_default_str();
+        ->envname("LOG_FORMAT")
+        ->capture_default_str();
     app.add_option("--log-level", log_level, "trace, debug, info, warn, error, critical")
-        ->envname("LOG_LEVEL")->capture_default_str();
+        ->envname("LOG_LEVEL")
+        ->capture_default_str();
     app.add_flag("--exit-when-idle", cfg.exit_when_idle,
                  "Exit 0 once nothing is pending or running")
         ->envname("EXIT_WHEN_IDLE");

@@ -6,8 +6,8 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <ctime>
 #include <vector>
@@ -32,7 +32,8 @@ std::uint64_t EventLoop::add(int fd, std::uint32_t events, Handler handler) {
 
 void EventLoop::remove(int fd) noexcept {
     auto it = m_by_fd.find(fd);
-    if (it == m_by_fd.end()) return;
+    if (it == m_by_fd.end())
+        return;
     ::epoll_ctl(m_epoll.get(), EPOLL_CTL_DEL, fd, nullptr);
     m_entries.erase(it->second);
     m_by_fd.erase(it);
@@ -42,7 +43,8 @@ void EventLoop::run_once(int timeout_ms) {
     epoll_event events[32];
     int n = ::epoll_wait(m_epoll.get(), events, 32, timeout_ms);
     if (n < 0) {
-        if (errno == EINTR) return;
+        if (errno == EINTR)
+            return;
         throw_sys("epoll_wait");
     }
     // Handlers may remove other registrations; ids make stale events harmless.
@@ -55,7 +57,8 @@ void EventLoop::run_once(int timeout_ms) {
     }
     for (auto [id, mask] : ready) {
         auto it = m_entries.find(id);
-        if (it == m_entries.end()) continue;
+        if (it == m_entries.end())
+            continue;
         // Copy: the handler may remove its own entry while running.
         Handler handler = it->second.handler;
         handler(mask);
@@ -78,10 +81,12 @@ timespec to_timespec(double seconds) {
 }  // namespace
 
 void TimerFd::arm(double seconds, double interval) {
-    if (!(seconds >= 0.001)) seconds = 0.001;
+    if (!(seconds >= 0.001))
+        seconds = 0.001;
     itimerspec spec{};
     spec.it_value = to_timespec(seconds);
-    if (interval > 0) spec.it_interval = to_timespec(std::max(interval, 0.001));
+    if (interval > 0)
+        spec.it_interval = to_timespec(std::max(interval, 0.001));
     check_sys(::timerfd_settime(m_fd.get(), 0, &spec, nullptr), "timerfd_settime");
     m_armed = true;
 }
@@ -95,7 +100,8 @@ void TimerFd::disarm() {
 
 std::uint64_t TimerFd::consume() noexcept {
     std::uint64_t count = 0;
-    if (::read(m_fd.get(), &count, sizeof count) != sizeof count) return 0;
+    if (::read(m_fd.get(), &count, sizeof count) != sizeof count)
+        return 0;
     return count;
 }
 

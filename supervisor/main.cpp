@@ -23,7 +23,8 @@ int main(int argc, char** argv) {
 
     std::optional<int> early_exit;
     pv::Config cfg = pv::parse_config(argc, argv, early_exit);
-    if (early_exit) return *early_exit;
+    if (early_exit)
+        return *early_exit;
 
     if (!cfg.signal_handling) {
         // With signal handling off, SIGTERM and SIGINT keep their default action and

@@ -11,10 +11,10 @@
 namespace pv {
 
 struct RetryPolicy {
-    double base_delay_seconds = 2;        // first retry waits about this long
-    double max_delay_seconds = 300;       // cap (5 minutes)
-    double jitter = 0.2;                  // +-20 %
-    std::set<std::string> extra_kinds;    // --retry-on
+    double base_delay_seconds = 2;      // first retry waits about this long
+    double max_delay_seconds = 300;     // cap (5 minutes)
+    double jitter = 0.2;                // +-20 %
+    std::set<std::string> extra_kinds;  // --retry-on
 };
 
 struct RetryDecision {

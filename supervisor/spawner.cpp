@@ -31,13 +31,20 @@ enum ChildStep : int {
 
 const char* step_name(int step) {
     switch (step) {
-    case kStepSetsid: return "create a session for";
-    case kStepCgroup: return "join the task cgroup for";
-    case kStepFds: return "set up descriptors for";
-    case kStepUser: return "switch user for";
-    case kStepParent: return "start (supervisor gone) for";
-    case kStepChdir: return "enter the work directory for";
-    default: return "execute";
+        case kStepSetsid:
+            return "create a session for";
+        case kStepCgroup:
+            return "join the task cgroup for";
+        case kStepFds:
+            return "set up descriptors for";
+        case kStepUser:
+            return "switch user for";
+        case kStepParent:
+            return "start (supervisor gone) for";
+        case kStepChdir:
+            return "enter the work directory for";
+        default:
+            return "execute";
     }
 }
 
@@ -56,16 +63,19 @@ struct ChildReport {
 }
 
 /// Moves `fd` above the target range so dup2 onto 0..3 never clobbers a source.
-int lift_fd(int fd) noexcept { return ::fcntl(fd, F_DUPFD, 16); }
+int lift_fd(int fd) noexcept {
+    return ::fcntl(fd, F_DUPFD, 16);
+}
 
 /// Runs in the child between fork and exec: async-signal-safe calls only.
 [[noreturn]] void run_child(const SpawnSpec& spec, pid_t parent, int report_fd, int event_fd,
                             int output_fd, char* const* argv, char* const* envp) noexcept {
-    if (::setsid() < 0) child_fail(report_fd, kStepSetsid, errno);
+    if (::setsid() < 0)
+        child_fail(report_fd, kStepSetsid, errno);
 
     // SIG_IGN survives exec and the blocked mask survives both fork and exec.
     for (int sig = 1; sig < NSIG; ++sig) {
-        struct sigaction sa{};
+        struct sigaction sa {};
         sa.sa_handler = SIG_DFL;
         ::sigaction(sig, &sa, nullptr);
     }
@@ -76,7 +86,8 @@ int lift_fd(int fd) noexcept { return ::fcntl(fd, F_DUPFD, 16); }
     // Join the cgroup while still privileged; limits then apply to everything below.
     if (spec.cgroup != nullptr) {
         int err = spec.cgroup->join_from_child();
-        if (err != 0) child_fail(report_fd, kStepCgroup, err);
+        if (err != 0)
+            child_fail(report_fd, kStepCgroup, err);
     }
 
     // The supervisor may run with a lowered OOM score; the task must not inherit it.
@@ -90,13 +101,15 @@ int lift_fd(int fd) noexcept { return ::fcntl(fd, F_DUPFD, 16); }
     int ev = lift_fd(event_fd);
     int out = lift_fd(output_fd);
     int rep = ::fcntl(report_fd, F_DUPFD_CLOEXEC, 16);
-    if (in < 0 || ev < 0 || out < 0 || rep < 0) child_fail(report_fd, kStepFds, errno);
+    if (in < 0 || ev < 0 || out < 0 || rep < 0)
+        child_fail(report_fd, kStepFds, errno);
     report_fd = rep;
     if (::dup2(in, 0) < 0 || ::dup2(out, 1) < 0 || ::dup2(out, 2) < 0 || ::dup2(ev, 3) < 0) {
         child_fail(report_fd, kStepFds, errno);
     }
     // Close everything from 4 up except the report pipe (close-on-exec).
-    if (report_fd > 4) ::close_range(4, static_cast<unsigned>(report_fd) - 1, 0);
+    if (report_fd > 4)
+        ::close_range(4, static_cast<unsigned>(report_fd) - 1, 0);
     ::close_range(static_cast<unsigned>(report_fd) + 1, ~0U, 0);
 
     if (spec.uid) {
@@ -107,9 +120,11 @@ int lift_fd(int fd) noexcept { return ::fcntl(fd, F_DUPFD, 16); }
 
     // After the credential change: changing ids clears the parent death signal.
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) child_fail(report_fd, kStepParent, ESRCH);
+    if (::getppid() != parent)
+        child_fail(report_fd, kStepParent, ESRCH);
 
-    if (::chdir(spec.work_dir.c_str()) < 0) child_fail(report_fd, kStepChdir, errno);
+    if (::chdir(spec.work_dir.c_str()) < 0)
+        child_fail(report_fd, kStepChdir, errno);
     ::execve(argv[0], argv, envp);
     child_fail(report_fd, kStepExec, errno);
 }
@@ -131,7 +146,8 @@ UniqueFd make_pipe_end(int (&fds)[2], UniqueFd& write_end) {
 }  // namespace
 
 SpawnedChild spawn_child(const SpawnSpec& spec) {
-    if (spec.argv.empty()) throw std::invalid_argument("spawn_child: empty argv");
+    if (spec.argv.empty())
+        throw std::invalid_argument("spawn_child: empty argv");
     std::vector<char*> argv = c_strings(spec.argv);
     std::vector<char*> envp = c_strings(spec.env);
 
@@ -147,7 +163,8 @@ SpawnedChild spawn_child(const SpawnSpec& spec) {
 
     pid_t parent = ::getpid();
     pid_t pid = ::fork();
-    if (pid < 0) throw_sys("fork");
+    if (pid < 0)
+        throw_sys("fork");
     if (pid == 0) {
         run_child(spec, parent, report_write.get(), event_write.get(), output_write.get(),
                   argv.data(), envp.data());

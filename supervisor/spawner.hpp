@@ -32,9 +32,9 @@ struct SpawnFailure {
 
 struct SpawnedChild {
     pid_t pid = -1;
-    UniqueFd pidfd;         // may be empty on kernels without pidfd_open
-    UniqueFd event_read;    // read end of the child's fd 3
-    UniqueFd output_read;   // read end of the child's stdout + stderr
+    UniqueFd pidfd;                       // may be empty on kernels without pidfd_open
+    UniqueFd event_read;                  // read end of the child's fd 3
+    UniqueFd output_read;                 // read end of the child's stdout + stderr
     std::optional<SpawnFailure> failure;  // set when exec did not happen
 };
 

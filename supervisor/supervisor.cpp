@@ -31,7 +31,7 @@ namespace fs = std::filesystem;
 
 constexpr double kMemorySamplePeriod = 1.0;
 constexpr double kMemoryWarningEvery = 30.0;
-constexpr double kProgressEvery = 0.5;   // at most 2 progress writes per second per task
+constexpr double kProgressEvery = 0.5;  // at most 2 progress writes per second per task
 constexpr double kTeardownPoll = 0.05;
 constexpr double kTeardownDeadline = 5.0;  // kill stragglers + drain pipes, at most
 constexpr int kPidsMax = 512;
@@ -40,13 +40,15 @@ std::string read_uuid() {
     std::ifstream in("/proc/sys/kernel/random/uuid");
     std::string id;
     std::getline(in, id);
-    if (id.empty()) throw std::runtime_error("cannot read /proc/sys/kernel/random/uuid");
+    if (id.empty())
+        throw std::runtime_error("cannot read /proc/sys/kernel/random/uuid");
     return id;
 }
 
 std::string host_name() {
     char buf[256] = {};
-    if (::gethostname(buf, sizeof buf - 1) < 0) return "unknown";
+    if (::gethostname(buf, sizeof buf - 1) < 0)
+        return "unknown";
     return buf;
 }
 
@@ -78,15 +80,19 @@ void remove_work_dir(const std::string& dir, const std::string& task_id) {
 void write_request(const std::string& path, const std::string& body, std::optional<uid_t> uid,
                    gid_t gid) {
     UniqueFd fd{::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)};
-    if (!fd) throw_sys("create " + path);
+    if (!fd)
+        throw_sys("create " + path);
     std::size_t off = 0;
     while (off < body.size()) {
         ssize_t n = ::write(fd.get(), body.data() + off, body.size() - off);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) throw_sys("write " + path);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            throw_sys("write " + path);
         off += static_cast<std::size_t>(n);
     }
-    if (uid) check_sys(::fchown(fd.get(), *uid, gid), "chown " + path);
+    if (uid)
+        check_sys(::fchown(fd.get(), *uid, gid), "chown " + path);
 }
 
 }  // namespace
@@ -115,13 +121,15 @@ ChildProcess* Supervisor::find(pid_t pid) {
 
 ChildProcess* Supervisor::find_task(const std::string& task_id) {
     for (auto& [pid, child] : m_children) {
-        if (child->task().id == task_id) return child.get();
+        if (child->task().id == task_id)
+            return child.get();
     }
     return nullptr;
 }
 
 void Supervisor::request_exit(int code) {
-    if (!m_exit_code) m_exit_code = code;
+    if (!m_exit_code)
+        m_exit_code = code;
 }
 
 // ---- startup ------------------------------------------------------------------------
@@ -134,8 +142,8 @@ bool Supervisor::start() {
                    {{"error_message", e.what()}});
         return false;
     }
-    log::info("Cgroup mode", {{"cgroup_mode", to_string(m_cgroups->mode())},
-                              {"where", m_cgroups->describe()}});
+    log::info("Cgroup mode",
+              {{"cgroup_mode", to_string(m_cgroups->mode())}, {"where", m_cgroups->describe()}});
     try {
         // Also the instance lock: a second supervisor with this state dir and
         // instance stops here instead of sharing the journal or the cgroups.
@@ -161,9 +169,11 @@ bool Supervisor::start() {
     for (int attempt = 1;; ++attempt) {
         try {
             int applied = m_store.migrate();
-            if (applied > 0) log::info("Migrations applied", {{"count", applied}});
+            if (applied > 0)
+                log::info("Migrations applied", {{"count", applied}});
             m_store.register_worker(m_worker);
-            if (!m_store.replay_journal_now()) throw std::runtime_error("journal replay failed");
+            if (!m_store.replay_journal_now())
+                throw std::runtime_error("journal replay failed");
             int recovered = m_store.recover_previous_life(m_worker, evidence, m_cfg.retry_on);
             if (recovered > 0) {
                 log::warn("Tasks of an earlier life of this supervisor resolved",
@@ -171,10 +181,11 @@ bool Supervisor::start() {
             }
             break;
         } catch (const std::exception& e) {
-            log::error("Database unavailable at startup",
-                       {{"operation", "register worker"}, {"error_message", e.what()},
-                        {"attempt", attempt}});
-            if (attempt >= m_cfg.db_retry_attempts) return false;
+            log::error("Database unavailable at startup", {{"operation", "register worker"},
+                                                           {"error_message", e.what()},
+                                                           {"attempt", attempt}});
+            if (attempt >= m_cfg.db_retry_attempts)
+                return false;
             std::this_thread::sleep_for(std::chrono::duration<double>(m_cfg.db_retry_delay));
         }
     }
@@ -189,11 +200,14 @@ bool Supervisor::start() {
     // The child user must be able to reach its own directory below the root.
     ::chmod(m_cfg.work_root.c_str(), 0755);
 
-    log::info("Supervisor started",
-              {{"worker_id", m_worker.id}, {"host", m_worker.host}, {"pid", m_worker.pid},
-               {"version", m_worker.version}, {"max_children", m_cfg.max_children},
-               {"child_command", m_cfg.child_command}, {"child_user", m_cfg.child_user},
-               {"memory_limit_mb", m_cfg.memory_limit_mb}});
+    log::info("Supervisor started", {{"worker_id", m_worker.id},
+                                     {"host", m_worker.host},
+                                     {"pid", m_worker.pid},
+                                     {"version", m_worker.version},
+                                     {"max_children", m_cfg.max_children},
+                                     {"child_command", m_cfg.child_command},
+                                     {"child_user", m_cfg.child_user},
+                                     {"memory_limit_mb", m_cfg.memory_limit_mb}});
     return true;
 }
 
@@ -202,7 +216,8 @@ std::map<TaskKey, CgroupStats> Supervisor::recover_leftover_cgroups() {
     for (const auto& name : m_cgroups->leftovers()) {
         try {
             auto cg = m_cgroups->adopt(name);
-            if (!cg) continue;
+            if (!cg)
+                continue;
             // An earlier supervisor died; its task processes must not run on unseen.
             for (int i = 0; i < 40 && !cg->empty(); ++i) {
                 cg->signal_all(SIGKILL);
@@ -210,7 +225,8 @@ std::map<TaskKey, CgroupStats> Supervisor::recover_leftover_cgroups() {
             }
             auto stats = cg->stats();
             bool removed = cg->remove();
-            if (auto key = parse_task_cgroup_name(name)) evidence[*key] = stats;
+            if (auto key = parse_task_cgroup_name(name))
+                evidence[*key] = stats;
             log::warn("Leftover task cgroup cleaned up",
                       {{"cgroup", name}, {"oom_kills", stats.oom_kills}, {"removed", removed}});
         } catch (const std::exception& e) {
@@ -226,10 +242,13 @@ void Supervisor::register_loop() {
     m_loop.add(m_signalfd.get(), EPOLLIN, [this](std::uint32_t) { on_signal(); });
 
     m_store.on_socket_change = [this](int old_fd, int new_fd) {
-        if (old_fd >= 0) m_loop.remove(old_fd);
-        if (new_fd >= 0) m_loop.add(new_fd, EPOLLIN, [this](std::uint32_t) { on_db_socket(); });
+        if (old_fd >= 0)
+            m_loop.remove(old_fd);
+        if (new_fd >= 0)
+            m_loop.add(new_fd, EPOLLIN, [this](std::uint32_t) { on_db_socket(); });
     };
-    if (m_store.connected()) m_store.on_socket_change(-1, m_store.socket());
+    if (m_store.connected())
+        m_store.on_socket_change(-1, m_store.socket());
 
     m_poll_timer.arm(m_cfg.poll_interval, m_cfg.poll_interval);
     m_loop.add(m_poll_timer.fd(), EPOLLIN, [this](std::uint32_t) { on_poll_timer(); });
@@ -254,20 +273,21 @@ void Supervisor::register_loop() {
     m_loop.add(m_shutdown_timer.fd(), EPOLLIN, [this](std::uint32_t) {
         m_shutdown_timer.consume();
         if (m_phase == Phase::Draining) {
-            log::warn("Shutdown grace over, stopping children",
-                      {{"running", m_children.size()}});
+            log::warn("Shutdown grace over, stopping children", {{"running", m_children.size()}});
             stop_all_children();
         }
     });
 }
 
 int Supervisor::run() {
-    if (!start()) return 1;
+    if (!start())
+        return 1;
     register_loop();
     while (!m_exit_code) {
         try {
             after_events();
-            if (m_exit_code) break;
+            if (m_exit_code)
+                break;
             m_loop.run_once(-1);
         } catch (const std::exception& e) {
             // One failed event must not take every other task down with it.
@@ -300,8 +320,8 @@ void Supervisor::after_events() {
 
     bool stopping = m_phase != Phase::Running;
     if (stopping && m_children.empty() && !m_worker_stopped_queued) {
-        m_store.enqueue(DbWrite{"worker_stopped", {{"worker_id", m_worker.id}},
-                                m_cfg.db_retry_attempts});
+        m_store.enqueue(
+            DbWrite{"worker_stopped", {{"worker_id", m_worker.id}}, m_cfg.db_retry_attempts});
         m_worker_stopped_queued = true;
     }
 
@@ -316,8 +336,7 @@ void Supervisor::after_events() {
         if (m_store.queued() == 0) {
             request_exit(0);
         } else if (m_store.all_writes_exhausted()) {
-            // Limitation: there is no durable journal yet, so writes that still fail
-            // after every retry are lost when the supervisor exits.
+            // Only writes that could not even be journaled are left here.
             log::error("Exiting with unwritten database writes", {{"queued", m_store.queued()}});
             request_exit(1);
         }
@@ -338,12 +357,14 @@ void Supervisor::claim_round() {
             m_delayed_timer.arm(*wait + 0.05);
         }
     }
-    if (m_cfg.exit_when_idle && claimed == 0) m_idle_check_wanted = true;
+    if (m_cfg.exit_when_idle && claimed == 0)
+        m_idle_check_wanted = true;
 }
 
 void Supervisor::check_idle() {
     m_idle_check_wanted = false;
-    if (m_phase != Phase::Running || !m_children.empty() || m_store.queued() > 0) return;
+    if (m_phase != Phase::Running || !m_children.empty() || m_store.queued() > 0)
+        return;
     auto pending = m_store.pending_count();
     if (pending && *pending == 0) {
         log::info("Nothing pending or running, exiting (--exit-when-idle)");
@@ -353,7 +374,8 @@ void Supervisor::check_idle() {
 
 void Supervisor::on_db_socket() {
     auto notes = m_store.take_notifications();
-    if (notes.new_tasks) m_claim_wanted = true;
+    if (notes.new_tasks)
+        m_claim_wanted = true;
     for (const auto& id : notes.cancels) cancel_task(id);
 }
 
@@ -372,16 +394,20 @@ void Supervisor::on_memory_timer() {
     auto warning = static_cast<std::uint64_t>(m_cfg.memory_warning_mb * 1048576.0);
     auto limit = static_cast<std::uint64_t>(m_cfg.memory_limit_mb * 1048576.0);
     for (auto& [pid, child] : m_children) {
-        if (child->state() != ChildState::Running) continue;
+        if (child->state() != ChildState::Running)
+            continue;
         save_progress(*child, false);
-        if (!child->cgroup()) continue;
+        if (!child->cgroup())
+            continue;
         auto bytes = child->cgroup()->current_bytes();
-        if (!bytes) continue;
+        if (!bytes)
+            continue;
         child->sampled_peak = std::max(child->sampled_peak, *bytes);
         if (*bytes > warning && now - child->last_memory_warning >= kMemoryWarningEvery) {
             child->last_memory_warning = now;
             log::warn("[MEMORY] High memory usage: " + format_mb(*bytes),
-                      {{"task_id", child->task().id}, {"pid", pid},
+                      {{"task_id", child->task().id},
+                       {"pid", pid},
                        {"memory_mb", static_cast<double>(*bytes) / 1048576.0},
                        {"memory_limit_mb", m_cfg.memory_limit_mb}});
         }
@@ -389,7 +415,8 @@ void Supervisor::on_memory_timer() {
         if (m_cgroups->mode() == CgroupMode::Rlimit && *bytes > limit &&
             child->action() == SupervisorAction::None) {
             log::error("[MEMORY] Memory limit exceeded, killing task",
-                       {{"task_id", child->task().id}, {"pid", pid},
+                       {{"task_id", child->task().id},
+                        {"pid", pid},
                         {"memory_mb", static_cast<double>(*bytes) / 1048576.0},
                         {"memory_limit_mb", m_cfg.memory_limit_mb}});
             child->set_action(SupervisorAction::Watchdog);
@@ -401,40 +428,39 @@ void Supervisor::on_memory_timer() {
 // ---- signals ------------------------------------------------------------------------
 
 void Supervisor::on_signal() {
-    bool child_exited = false;
     for (;;) {
         signalfd_siginfo si{};
         ssize_t n = ::read(m_signalfd.get(), &si, sizeof si);
-        if (n < 0 && errno == EINTR) continue;
-        if (n != static_cast<ssize_t>(sizeof si)) break;
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n != static_cast<ssize_t>(sizeof si))
+            break;
         int sig = static_cast<int>(si.ssi_signo);
-        if (sig == SIGCHLD) {
-            child_exited = true;
-        } else if (sig == SIGTERM || sig == SIGINT) {
+        if (sig == SIGTERM || sig == SIGINT) {
             ++m_stop_signals;
-            log::warn("[SIGNAL] Shutdown requested",
-                      {{"signal", signal_abbrev(sig)}, {"running", m_children.size()},
-                       {"count", m_stop_signals}});
+            log::warn("[SIGNAL] Shutdown requested", {{"signal", signal_abbrev(sig)},
+                                                      {"running", m_children.size()},
+                                                      {"count", m_stop_signals}});
             if (m_stop_signals == 1) {
                 begin_shutdown();
             } else {
                 kill_all_children();
             }
         } else if (sig == SIGHUP) {
-            log::info("[SIGNAL] SIGHUP received, nothing to reload",
-                      {{"signal", "SIGHUP"}});
+            log::info("[SIGNAL] SIGHUP received, nothing to reload", {{"signal", "SIGHUP"}});
         }
     }
-    // Standard signals coalesce, so always reap everything that is ready.
-    (void)child_exited;
+    // Standard signals coalesce (SIGCHLD included), so always reap everything ready.
     reap_children();
 }
 
 void Supervisor::begin_shutdown() {
-    if (m_phase != Phase::Running) return;
+    if (m_phase != Phase::Running)
+        return;
     m_phase = Phase::Draining;
     m_delayed_timer.disarm();
-    if (m_children.empty()) return;
+    if (m_children.empty())
+        return;
     log::info("Waiting for children to finish",
               {{"running", m_children.size()}, {"shutdown_grace", m_cfg.shutdown_grace}});
     m_shutdown_timer.arm(m_cfg.shutdown_grace);
@@ -443,7 +469,8 @@ void Supervisor::begin_shutdown() {
 void Supervisor::stop_all_children() {
     m_phase = Phase::Stopping;
     for (auto& [pid, child] : m_children) {
-        if (child->state() == ChildState::Running) stop_child(*child, SupervisorAction::Shutdown);
+        if (child->state() == ChildState::Running)
+            stop_child(*child, SupervisorAction::Shutdown);
     }
 }
 
@@ -451,22 +478,25 @@ void Supervisor::kill_all_children() {
     m_phase = Phase::Stopping;
     m_shutdown_timer.disarm();
     for (auto& [pid, child] : m_children) {
-        if (child->state() != ChildState::Running) continue;
+        if (child->state() != ChildState::Running)
+            continue;
         child->set_action(SupervisorAction::Shutdown);
         child->signal_task(SIGKILL);
     }
 }
 
 void Supervisor::stop_child(ChildProcess& child, SupervisorAction why) {
-    if (child.state() != ChildState::Running) return;
+    if (child.state() != ChildState::Running)
+        return;
     if (child.action() != SupervisorAction::None) {
         // Already being stopped; the grace timer is running.
         return;
     }
     child.set_action(why);
-    log::warn("Stopping task",
-              {{"task_id", child.task().id}, {"pid", child.pid()}, {"reason", to_string(why)},
-               {"term_grace", m_cfg.term_grace}});
+    log::warn("Stopping task", {{"task_id", child.task().id},
+                                {"pid", child.pid()},
+                                {"reason", to_string(why)},
+                                {"term_grace", m_cfg.term_grace}});
     // 1. SIGTERM the whole task; 2. after the grace, SIGKILL (child timer).
     child.signal_task(SIGTERM);
     child.timer().arm(m_cfg.term_grace);
@@ -474,7 +504,8 @@ void Supervisor::stop_child(ChildProcess& child, SupervisorAction why) {
 
 void Supervisor::cancel_task(const std::string& task_id) {
     ChildProcess* child = find_task(task_id);
-    if (!child) return;
+    if (!child)
+        return;
     log::info("Cancellation requested", {{"task_id", task_id}});
     stop_child(*child, SupervisorAction::Cancel);
 }
@@ -487,7 +518,8 @@ std::vector<std::string> Supervisor::child_env(const TaskInfo& task,
     for (char** e = environ; e && *e; ++e) {
         std::string_view kv(*e);
         // The child holds no database credentials.
-        if (kv.rfind("DATABASE_URL=", 0) == 0 || kv.rfind("PG", 0) == 0) continue;
+        if (kv.rfind("DATABASE_URL=", 0) == 0 || kv.rfind("PG", 0) == 0)
+            continue;
         if (kv.rfind("PV_EVENT_FD=", 0) == 0 || kv.rfind("PV_TASK_ID=", 0) == 0 ||
             kv.rfind("PV_WORK_DIR=", 0) == 0 || kv.rfind("PV_ATTEMPT=", 0) == 0) {
             continue;
@@ -505,9 +537,9 @@ SpawnSpec Supervisor::make_spawn_spec(const TaskInfo& task, const std::string& w
                                       int stdin_fd, const TaskCgroup* cgroup) {
     SpawnSpec spec;
     spec.argv = m_cfg.child_argv;
-    for (std::string arg : {std::string("--request"), work_dir + "/request.json",
-                            std::string("--work-dir"), work_dir, std::string("--task-id"),
-                            task.id, std::string("--event-fd"), std::string("3")}) {
+    for (std::string arg :
+         {std::string("--request"), work_dir + "/request.json", std::string("--work-dir"), work_dir,
+          std::string("--task-id"), task.id, std::string("--event-fd"), std::string("3")}) {
         spec.argv.push_back(std::move(arg));
     }
     spec.env = child_env(task, work_dir);
@@ -534,19 +566,21 @@ void Supervisor::start_task(const TaskInfo& task) {
         }
         std::string request_path = work_dir + "/request.json";
         write_request(request_path, task.request, m_cfg.child_uid, m_cfg.child_gid);
-        UniqueFd request_fd{check_sys(::open(request_path.c_str(), O_RDONLY | O_CLOEXEC),
-                                      "open " + request_path)};
+        UniqueFd request_fd{
+            check_sys(::open(request_path.c_str(), O_RDONLY | O_CLOEXEC), "open " + request_path)};
 
         auto limit = static_cast<std::uint64_t>(m_cfg.memory_limit_mb * 1048576.0);
-        cgroup = m_cgroups->create("task-" + task.id + "-" + std::to_string(task.attempt),
-                                   limit, kPidsMax);
+        cgroup = m_cgroups->create("task-" + task.id + "-" + std::to_string(task.attempt), limit,
+                                   kPidsMax);
         spawned = spawn_child(make_spawn_spec(task, work_dir, request_fd.get(), cgroup.get()));
     } catch (const std::exception& e) {
         // Nothing was started (or fork itself failed): record it as a spawn failure.
-        log::error("Cannot start task",
-                   {{"task_id", task.id}, {"attempt", task.attempt},
-                    {"error_type", error_type::kSpawn}, {"error_message", e.what()}});
-        if (cgroup) cgroup->remove();
+        log::error("Cannot start task", {{"task_id", task.id},
+                                         {"attempt", task.attempt},
+                                         {"error_type", error_type::kSpawn},
+                                         {"error_message", e.what()}});
+        if (cgroup)
+            cgroup->remove();
         remove_work_dir(work_dir, task.id);
         Verdict v;
         v.error_type = error_type::kSpawn;
@@ -573,12 +607,13 @@ void Supervisor::start_task(const TaskInfo& task) {
         return;  // exits 127 at once; reaped and recorded as a spawn failure
     }
     c.timer().arm(task.timeout_seconds);
-    m_store.enqueue(DbWrite{"attempt_started",
-                            {{"task_id", task.id}, {"attempt", task.attempt},
-                             {"worker_id", m_worker.id}, {"pid", pid}},
-                            1});
-    log::info("Task started", {{"task_id", task.id}, {"attempt", task.attempt}, {"pid", pid},
-                               {"work_dir", work_dir}});
+    m_store.enqueue(DbWrite{
+        "attempt_started",
+        {{"task_id", task.id}, {"attempt", task.attempt}, {"worker_id", m_worker.id}, {"pid", pid}},
+        1});
+    log::info(
+        "Task started",
+        {{"task_id", task.id}, {"attempt", task.attempt}, {"pid", pid}, {"work_dir", work_dir}});
 }
 
 // ---- children -----------------------------------------------------------------------
@@ -589,11 +624,13 @@ void Supervisor::reap_children() {
         // Peek first: the zombie keeps its pid (and process group) pinned meanwhile.
         int rc = ::waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT);
         if (rc < 0) {
-            if (errno == EINTR) continue;
+            if (errno == EINTR)
+                continue;
             break;  // ECHILD: nothing left
         }
         pid_t pid = info.si_pid;
-        if (pid == 0) break;
+        if (pid == 0)
+            break;
         ChildProcess* child = find(pid);
         if (child && child->state() == ChildState::Running) {
             // The rest of the task dies with its main process.
@@ -605,7 +642,8 @@ void Supervisor::reap_children() {
         do {
             r = ::wait4(pid, &status, 0, &ru);
         } while (r < 0 && errno == EINTR);
-        if (r != pid) continue;
+        if (r != pid)
+            continue;
         if (child) {
             on_reaped(*child, status, ru);
         } else {
@@ -616,7 +654,8 @@ void Supervisor::reap_children() {
 
 void Supervisor::on_reaped(ChildProcess& child, int status, const rusage& ru) {
     child.mark_reaped(status, ru);
-    if (child.cgroup()) child.cgroup()->signal_all(SIGKILL);
+    if (child.cgroup())
+        child.cgroup()->signal_all(SIGKILL);
     child.drain_deadline = monotonic_seconds() + kTeardownDeadline;
     child.timer().arm(kTeardownPoll, kTeardownPoll);
     check_teardown(child);
@@ -624,44 +663,51 @@ void Supervisor::on_reaped(ChildProcess& child, int status, const rusage& ru) {
 
 void Supervisor::on_child_timer(pid_t pid) {
     ChildProcess* child = find(pid);
-    if (!child) return;
+    if (!child)
+        return;
     child->timer().consume();
     if (child->state() == ChildState::Draining) {
         check_teardown(*child);
         return;
     }
     if (child->action() == SupervisorAction::None) {
-        log::warn("Task timed out", {{"task_id", child->task().id}, {"pid", pid},
+        log::warn("Task timed out", {{"task_id", child->task().id},
+                                     {"pid", pid},
                                      {"timeout_seconds", child->task().timeout_seconds}});
         stop_child(*child, SupervisorAction::Timeout);
         return;
     }
-    log::warn("[SIGNAL] Grace period over, killing task",
-              {{"task_id", child->task().id}, {"pid", pid}, {"signal", "SIGKILL"},
-               {"reason", to_string(child->action())}});
+    log::warn("[SIGNAL] Grace period over, killing task", {{"task_id", child->task().id},
+                                                           {"pid", pid},
+                                                           {"signal", "SIGKILL"},
+                                                           {"reason", to_string(child->action())}});
     child->signal_task(SIGKILL);
 }
 
 void Supervisor::on_child_events(pid_t pid) {
     ChildProcess* child = find(pid);
-    if (!child) return;
+    if (!child)
+        return;
     drain_events(*child);
-    if (child->state() == ChildState::Draining) check_teardown(*child);
+    if (child->state() == ChildState::Draining)
+        check_teardown(*child);
 }
 
 void Supervisor::on_child_output(pid_t pid) {
     ChildProcess* child = find(pid);
-    if (!child) return;
+    if (!child)
+        return;
     drain_output(*child);
-    if (child->state() == ChildState::Draining) check_teardown(*child);
+    if (child->state() == ChildState::Draining)
+        check_teardown(*child);
 }
 
 void Supervisor::drain_events(ChildProcess& child) {
-    if (!child.event_open()) return;
+    if (!child.event_open())
+        return;
     const std::string& task_id = child.task().id;
     pid_t pid = child.pid();
-    bool open = child.read_events([&](const std::optional<ChildEvent>& ev,
-                                      const std::string& why) {
+    bool open = child.read_events([&](const std::optional<ChildEvent>& ev, const std::string& why) {
         if (!ev) {
             log::warn("Invalid child event ignored",
                       {{"task_id", task_id}, {"pid", pid}, {"reason", why}});
@@ -671,9 +717,11 @@ void Supervisor::drain_events(ChildProcess& child) {
             child.unsaved_progress = *p;
             save_progress(child, false);
         } else if (auto* e = std::get_if<ErrorEvent>(&*ev)) {
-            log::info("Child reported an error",
-                      {{"task_id", task_id}, {"pid", pid}, {"error_type", e->error_type},
-                       {"error_message", e->message}, {"retryable", e->retryable}});
+            log::info("Child reported an error", {{"task_id", task_id},
+                                                  {"pid", pid},
+                                                  {"error_type", e->error_type},
+                                                  {"error_message", e->message},
+                                                  {"retryable", e->retryable}});
         } else {
             log::debug("Child reported a result", {{"task_id", task_id}, {"pid", pid}});
         }
@@ -685,7 +733,8 @@ void Supervisor::drain_events(ChildProcess& child) {
 }
 
 void Supervisor::drain_output(ChildProcess& child) {
-    if (!child.output_open()) return;
+    if (!child.output_open())
+        return;
     if (!child.read_output()) {
         m_loop.remove(child.output_fd());
         child.close_output();
@@ -693,23 +742,27 @@ void Supervisor::drain_output(ChildProcess& child) {
 }
 
 void Supervisor::save_progress(ChildProcess& child, bool force) {
-    if (!child.unsaved_progress) return;
+    if (!child.unsaved_progress)
+        return;
     double now = monotonic_seconds();
-    if (!force && now - child.last_progress_write < kProgressEvery) return;
+    if (!force && now - child.last_progress_write < kProgressEvery)
+        return;
     child.last_progress_write = now;
     const auto& p = *child.unsaved_progress;
-    m_store.enqueue(DbWrite{"progress",
-                            {{"task_id", child.task().id},
-                             {"attempt", child.task().attempt},
-                             {"worker_id", m_worker.id},
-                             {"percent", p.percent},
-                             {"stage", p.stage.empty() ? nlohmann::json() : nlohmann::json(p.stage)}},
-                            1});
+    m_store.enqueue(
+        DbWrite{"progress",
+                {{"task_id", child.task().id},
+                 {"attempt", child.task().attempt},
+                 {"worker_id", m_worker.id},
+                 {"percent", p.percent},
+                 {"stage", p.stage.empty() ? nlohmann::json() : nlohmann::json(p.stage)}},
+                1});
     child.unsaved_progress.reset();
 }
 
 void Supervisor::check_teardown(ChildProcess& child) {
-    if (child.state() != ChildState::Draining) return;
+    if (child.state() != ChildState::Draining)
+        return;
     double now = monotonic_seconds();
     bool late = now >= child.drain_deadline;
     if (child.cgroup() && !child.cgroup()->empty()) {
@@ -724,7 +777,8 @@ void Supervisor::check_teardown(ChildProcess& child) {
     // Read what the pipes still hold; a straggler outside the cgroup may keep them open.
     drain_events(child);
     drain_output(child);
-    if ((child.event_open() || child.output_open()) && !late) return;
+    if ((child.event_open() || child.output_open()) && !late)
+        return;
     finish_child(child);
 }
 
@@ -751,7 +805,16 @@ void Supervisor::finish_child(ChildProcess& child) {
         }
         child.cgroup()->remove();
     }
-    Verdict verdict = classify_death(child.facts(stats, m_cfg.child_argv[0]));
+    DeathFacts facts = child.facts(stats, m_cfg.child_argv[0]);
+    if (m_cgroups->mode() == CgroupMode::Rlimit) {
+        RlimitEvidence evidence;
+        evidence.limit_bytes = static_cast<std::uint64_t>(m_cfg.memory_limit_mb * 1048576.0);
+        evidence.memory_error_text =
+            mentions_memory_failure(child.stderr_tail()) ||
+            (child.child_error() && mentions_memory_failure(child.child_error()->message));
+        facts.rlimit = evidence;
+    }
+    Verdict verdict = classify_death(facts);
 
     const rusage& ru = child.usage();
     nlohmann::json metrics = {
@@ -768,8 +831,11 @@ void Supervisor::finish_child(ChildProcess& child) {
     };
     if (verdict.signal && !verdict.success) {
         log::warn("[SIGNAL] Child terminated by signal",
-                  {{"task_id", task.id}, {"pid", pid}, {"signal", signal_abbrev(*verdict.signal)},
-                   {"core_dumped", verdict.core_dumped}, {"reason", to_string(child.action())}});
+                  {{"task_id", task.id},
+                   {"pid", pid},
+                   {"signal", signal_abbrev(*verdict.signal)},
+                   {"core_dumped", verdict.core_dumped},
+                   {"reason", to_string(child.action())}});
     }
     std::string tail = verdict.success ? std::string() : child.stderr_tail();
     record(task, verdict, metrics, child.result(), tail);
@@ -779,14 +845,14 @@ void Supervisor::finish_child(ChildProcess& child) {
     m_claim_wanted = true;
 }
 
-void Supervisor::record(const TaskInfo& task, const Verdict& verdict,
-                        const nlohmann::json& metrics, const std::optional<nlohmann::json>& result,
+void Supervisor::record(const TaskInfo& task, const Verdict& verdict, const nlohmann::json& metrics,
+                        const std::optional<nlohmann::json>& result,
                         const std::string& stderr_tail) {
     std::string status = "completed";
     RetryDecision retry;
     if (!verdict.success) {
-        retry = decide_retry(verdict.error_type, verdict.retryable, task.attempt,
-                             task.max_attempts, m_retry, [this] { return unit_random(); });
+        retry = decide_retry(verdict.error_type, verdict.retryable, task.attempt, task.max_attempts,
+                             m_retry, [this] { return unit_random(); });
         status = retry.retry                                    ? "pending"
                  : verdict.error_type == error_type::kCancelled ? "cancelled"
                                                                 : "failed";
@@ -802,23 +868,31 @@ void Supervisor::record(const TaskInfo& task, const Verdict& verdict,
         args["error"] = sanitize_text(verdict.error);
         args["error_type"] = verdict.error_type;
         args["retry_delay"] = retry.delay_seconds;
-        if (!stderr_tail.empty()) args["stderr_tail"] = sanitize_text(stderr_tail);
+        if (!stderr_tail.empty())
+            args["stderr_tail"] = sanitize_text(stderr_tail);
     } else if (result) {
         args["result"] = result->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     }
     m_store.enqueue(DbWrite{"finish", std::move(args), m_cfg.db_retry_attempts});
 
     nlohmann::json fields = {{"task_id", task.id}, {"attempt", task.attempt}, {"status", status}};
-    if (metrics.contains("wall_seconds")) fields["wall_seconds"] = metrics["wall_seconds"];
+    if (metrics.contains("wall_seconds"))
+        fields["wall_seconds"] = metrics["wall_seconds"];
     if (verdict.success) {
         log::info("Task completed", fields);
         return;
     }
+    if (status == "cancelled") {
+        log::info("Task cancelled", fields);
+        return;
+    }
     fields["error_type"] = verdict.error_type;
     fields["error_message"] = verdict.error;
-    if (retry.retry) fields["retry_in_seconds"] = retry.delay_seconds;
+    if (retry.retry)
+        fields["retry_in_seconds"] = retry.delay_seconds;
     if (verdict.error_type == error_type::kMemoryLimit) {
-        if (verdict.peak_bytes) fields["memory_mb"] = static_cast<double>(*verdict.peak_bytes) / 1048576.0;
+        if (verdict.peak_bytes)
+            fields["memory_mb"] = static_cast<double>(*verdict.peak_bytes) / 1048576.0;
         log::error("[MEMORY] Task failed: memory limit exceeded", fields);
     } else {
         log::error(retry.retry ? "Task attempt failed, requeued" : "Task failed", fields);

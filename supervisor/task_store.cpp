@@ -45,8 +45,8 @@ struct TaskStore::Conn {
 };
 
 nlohmann::json to_json(const DbWrite& w) {
-    return {{"kind", w.kind}, {"args", w.args}, {"max_tries", w.max_tries},
-            {"failures", w.failures}};
+    return {
+        {"kind", w.kind}, {"args", w.args}, {"max_tries", w.max_tries}, {"failures", w.failures}};
 }
 
 DbWrite db_write_from_json(const nlohmann::json& j) {
@@ -59,7 +59,8 @@ DbWrite db_write_from_json(const nlohmann::json& j) {
 }
 
 std::string with_connect_timeout(const std::string& url) {
-    if (url.find("connect_timeout") != std::string::npos) return url;
+    if (url.find("connect_timeout") != std::string::npos)
+        return url;
     if (url.rfind("postgresql://", 0) == 0 || url.rfind("postgres://", 0) == 0) {
         return url + (url.find('?') == std::string::npos ? "?" : "&") + "connect_timeout=5";
     }
@@ -73,14 +74,19 @@ TaskStore::TaskStore(std::string database_url, int retry_attempts, double retry_
 
 TaskStore::~TaskStore() = default;
 
-bool TaskStore::connected() const { return m_conn && m_conn->db && m_conn->db->is_open(); }
+bool TaskStore::connected() const {
+    return m_conn && m_conn->db && m_conn->db->is_open();
+}
 
-int TaskStore::socket() const { return connected() ? m_conn->db->sock() : -1; }
+int TaskStore::socket() const {
+    return connected() ? m_conn->db->sock() : -1;
+}
 
 void TaskStore::disconnect() noexcept {
     if (m_conn && m_conn->db && on_socket_change) {
         int fd = m_conn->db->sock();
-        if (fd >= 0) on_socket_change(fd, -1);
+        if (fd >= 0)
+            on_socket_change(fd, -1);
     }
     m_conn.reset();
     m_next_connect = monotonic_seconds() + kReconnectDelay;
@@ -92,13 +98,17 @@ void TaskStore::note_error(const char* operation, const std::exception& e,
     f["operation"] = operation;
     f["error_message"] = e.what();
     log::error("Database operation failed", f);
-    if (is_connection_error(e) || !connected()) disconnect();
+    if (is_connection_error(e) || !connected())
+        disconnect();
 }
 
 bool TaskStore::ensure_connected() {
-    if (connected()) return true;
-    if (m_conn) disconnect();
-    if (monotonic_seconds() < m_next_connect) return false;
+    if (connected())
+        return true;
+    if (m_conn)
+        disconnect();
+    if (monotonic_seconds() < m_next_connect)
+        return false;
     try {
         auto conn = std::make_unique<Conn>();
         conn->db = std::make_unique<pqxx::connection>(m_conninfo);
@@ -115,12 +125,14 @@ bool TaskStore::ensure_connected() {
             tx.exec0("SET application_name = 'pv-supervisor'");
         }
         conn->receivers.push_back(std::make_unique<Receiver>(
-            *conn->db, "pv_tasks", [this](const std::string&) { m_pending_notes.new_tasks = true; }));
+            *conn->db, "pv_tasks",
+            [this](const std::string&) { m_pending_notes.new_tasks = true; }));
         conn->receivers.push_back(std::make_unique<Receiver>(
             *conn->db, "pv_cancel",
             [this](const std::string& id) { m_pending_notes.cancels.push_back(id); }));
         m_conn = std::move(conn);
-        if (on_socket_change) on_socket_change(-1, m_conn->db->sock());
+        if (on_socket_change)
+            on_socket_change(-1, m_conn->db->sock());
         // Anything may have happened while we were away.
         m_pending_notes.new_tasks = true;
         log::info("Database connected");
@@ -134,12 +146,14 @@ bool TaskStore::ensure_connected() {
 }
 
 int TaskStore::migrate() {
-    if (!ensure_connected()) throw pqxx::broken_connection("cannot connect to the database");
+    if (!ensure_connected())
+        throw pqxx::broken_connection("cannot connect to the database");
     return run_migrations(*m_conn->db);
 }
 
 void TaskStore::register_worker(const WorkerInfo& w) {
-    if (!ensure_connected()) throw pqxx::broken_connection("cannot connect to the database");
+    if (!ensure_connected())
+        throw pqxx::broken_connection("cannot connect to the database");
     pqxx::work tx(*m_conn->db);
     tx.exec_params0(
         "INSERT INTO workers (id, host, pid, version, cgroup_mode, max_children, instance)"
@@ -151,7 +165,8 @@ void TaskStore::register_worker(const WorkerInfo& w) {
 std::vector<TaskInfo> TaskStore::claim(int slots, const WorkerInfo& worker,
                                        double default_timeout) {
     std::vector<TaskInfo> tasks;
-    if (slots <= 0 || !ensure_connected()) return tasks;
+    if (slots <= 0 || !ensure_connected())
+        return tasks;
     try {
         pqxx::work tx(*m_conn->db);
         auto rows = tx.exec_params(
@@ -202,7 +217,8 @@ Notifications TaskStore::take_notifications() {
 
 std::vector<std::string> TaskStore::cancel_requested(const std::string& worker_id) {
     std::vector<std::string> ids;
-    if (!ensure_connected()) return ids;
+    if (!ensure_connected())
+        return ids;
     try {
         pqxx::nontransaction tx(*m_conn->db);
         auto rows = tx.exec_params(
@@ -217,13 +233,15 @@ std::vector<std::string> TaskStore::cancel_requested(const std::string& worker_i
 }
 
 std::optional<double> TaskStore::seconds_until_next_pending() {
-    if (!ensure_connected()) return std::nullopt;
+    if (!ensure_connected())
+        return std::nullopt;
     try {
         pqxx::nontransaction tx(*m_conn->db);
         auto row = tx.exec1(
             "SELECT EXTRACT(EPOCH FROM min(not_before) - now())::float8 FROM tasks"
             " WHERE status = 'pending' AND not_before > now() AND NOT cancel_requested");
-        if (row[0].is_null()) return std::nullopt;
+        if (row[0].is_null())
+            return std::nullopt;
         return std::max(0.0, row[0].as<double>());
     } catch (const std::exception& e) {
         note_error("find next delayed task", e);
@@ -232,7 +250,8 @@ std::optional<double> TaskStore::seconds_until_next_pending() {
 }
 
 std::optional<long> TaskStore::pending_count() {
-    if (!ensure_connected()) return std::nullopt;
+    if (!ensure_connected())
+        return std::nullopt;
     try {
         pqxx::nontransaction tx(*m_conn->db);
         auto row = tx.exec1(
@@ -245,13 +264,15 @@ std::optional<long> TaskStore::pending_count() {
 }
 
 int TaskStore::recover_expired_workers(const std::string& own_worker_id, double lease_seconds) {
-    if (!ensure_connected()) return 0;
+    if (!ensure_connected())
+        return 0;
     try {
         pqxx::work tx(*m_conn->db);
         int n = recover_expired(tx, std::chrono::seconds(static_cast<long>(lease_seconds)),
                                 own_worker_id);
         tx.commit();
-        if (n > 0) log::warn("Tasks of lost supervisors recovered", {{"count", n}});
+        if (n > 0)
+            log::warn("Tasks of lost supervisors recovered", {{"count", n}});
         return n;
     } catch (const std::exception& e) {
         note_error("recover expired workers", e);
@@ -262,21 +283,25 @@ int TaskStore::recover_expired_workers(const std::string& own_worker_id, double 
 int TaskStore::recover_previous_life(const WorkerInfo& worker,
                                      const std::map<TaskKey, CgroupStats>& evidence,
                                      const std::set<std::string>& retry_on) {
-    if (!ensure_connected()) throw pqxx::broken_connection("cannot connect to the database");
+    if (!ensure_connected())
+        throw pqxx::broken_connection("cannot connect to the database");
     pqxx::work tx(*m_conn->db);
-    int n = recover_own_previous_life(tx, worker.host, worker.instance, worker.id, evidence,
-                                      retry_on);
+    int n =
+        recover_own_previous_life(tx, worker.host, worker.instance, worker.id, evidence, retry_on);
     tx.commit();
     return n;
 }
 
 bool TaskStore::replay_journal_now() {
-    if (!m_journal || m_journal->empty()) return true;
-    if (!ensure_connected()) return false;
+    if (!m_journal || m_journal->empty())
+        return true;
+    if (!ensure_connected())
+        return false;
     try {
         auto stats = replay_journal(*m_journal, *m_conn->db);
-        log::info("Journal replayed", {{"applied", stats.applied}, {"skipped", stats.skipped},
-                                       {"rejected", stats.rejected}});
+        log::info(
+            "Journal replayed",
+            {{"applied", stats.applied}, {"skipped", stats.skipped}, {"rejected", stats.rejected}});
         return true;
     } catch (const std::exception& e) {
         note_error("replay journal", e);
@@ -293,7 +318,8 @@ void TaskStore::enqueue(DbWrite write) {
     if (write.kind == "heartbeat") {
         // One pending heartbeat is enough.
         for (const auto& w : m_queue) {
-            if (w.kind == "heartbeat") return;
+            if (w.kind == "heartbeat")
+                return;
         }
     }
     write.next_try = 0;
@@ -312,18 +338,22 @@ std::optional<double> TaskStore::flush() {
             continue;
         }
         nlohmann::json fields = {{"operation", it->kind}};
-        if (it->args.contains("task_id")) fields["task_id"] = it->args["task_id"];
+        if (it->args.contains("task_id"))
+            fields["task_id"] = it->args["task_id"];
         try {
-            if (!ensure_connected()) throw pqxx::broken_connection("database unreachable");
+            if (!ensure_connected())
+                throw pqxx::broken_connection("database unreachable");
             apply(*it);
-            if (it->failures > 0) log::info("Database write succeeded after retries", fields);
+            if (it->failures > 0)
+                log::info("Database write succeeded after retries", fields);
             it = m_queue.erase(it);
             continue;
         } catch (const std::exception& e) {
             ++it->failures;
             fields["error_message"] = e.what();
             fields["failures"] = it->failures;
-            if (is_connection_error(e) || !connected()) disconnect();
+            if (is_connection_error(e) || !connected())
+                disconnect();
             if (it->kind == "progress" || it->kind == "heartbeat" ||
                 it->kind == "attempt_started") {
                 // Superseded by the next one; not worth keeping.
@@ -351,7 +381,8 @@ std::optional<double> TaskStore::flush() {
             ++it;
         }
     }
-    if (m_queue.empty()) return std::nullopt;
+    if (m_queue.empty())
+        return std::nullopt;
     double next = m_queue.front().next_try;
     for (const auto& w : m_queue) next = std::min(next, w.next_try);
     return std::max(0.0, next - now);
@@ -368,14 +399,15 @@ void TaskStore::apply(const DbWrite& w) {
         tx.exec_params0(
             "UPDATE task_attempts SET pid = $3 WHERE task_id = $1::uuid AND attempt = $2"
             " AND worker_id = $4::uuid AND ended_at IS NULL",
-            a.at("task_id").get<std::string>(), a.at("attempt").get<int>(),
-            a.at("pid").get<int>(), a.at("worker_id").get<std::string>());
+            a.at("task_id").get<std::string>(), a.at("attempt").get<int>(), a.at("pid").get<int>(),
+            a.at("worker_id").get<std::string>());
     } else if (w.kind == "finish" || w.kind == "progress" || w.kind == "worker_stopped") {
         // The same fenced statements the journal replays (status_record.hpp).
         auto applied = apply_entry(tx, to_json(w));
         if (w.kind == "finish" && !applied.task_row) {
             log::warn("Task no longer ours, final state not written",
-                      {{"task_id", a.value("task_id", "")}, {"attempt", a.value("attempt", 0)},
+                      {{"task_id", a.value("task_id", "")},
+                       {"attempt", a.value("attempt", 0)},
                        {"status", a.value("status", "")}});
         }
     } else {

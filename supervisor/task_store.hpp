@@ -5,11 +5,11 @@
 #pragma once
 
 #include <deque>
-#include <map>
-#include <set>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -35,12 +35,12 @@ struct WorkerInfo {
 /// One queued database write. Plain data (a kind word and JSON arguments), so a
 /// durable journal can store and replay it as one JSON line.
 struct DbWrite {
-    std::string kind;       // "progress", "finish", "heartbeat", "worker_stopped",
-                            // "attempt_started"
-    nlohmann::json args;    // the statement's arguments
-    int max_tries = 3;      // tries before it is reported as failing (it stays queued)
+    std::string kind;     // "progress", "finish", "heartbeat", "worker_stopped",
+                          // "attempt_started"
+    nlohmann::json args;  // the statement's arguments
+    int max_tries = 3;    // tries before it is reported as failing (it stays queued)
     int failures = 0;
-    double next_try = 0;    // monotonic seconds
+    double next_try = 0;  // monotonic seconds
 };
 
 nlohmann::json to_json(const DbWrite& w);

@@ -13,8 +13,12 @@
 namespace {
 
 // Builds wait statuses the way the kernel encodes them.
-int exited(int code) { return (code & 0xff) << 8; }
-int signaled(int sig, bool core = false) { return sig | (core ? 0x80 : 0); }
+int exited(int code) {
+    return (code & 0xff) << 8;
+}
+int signaled(int sig, bool core = false) {
+    return sig | (core ? 0x80 : 0);
+}
 
 pv::DeathFacts facts(int status) {
     pv::DeathFacts f;
@@ -228,4 +232,40 @@ TEST_CASE("signal names") {
     CHECK(pv::signal_name(SIGKILL) == "SIGKILL (SIG9)");
     CHECK(pv::signal_name(SIGTERM) == "SIGTERM (SIG15)");
     CHECK(pv::signal_death_text(SIGSEGV) == "Process terminated by signal: SIGSEGV (SIG11)");
+}
+
+TEST_CASE("rlimit mode: an allocation failure message means memory") {
+    auto f = facts(signaled(SIGABRT, true));
+    f.rlimit = pv::RlimitEvidence{100ULL << 20, true};
+    f.stats.peak_bytes = 50ULL << 20;
+    auto v = pv::classify_death(f);
+    CHECK(v.error_type == "memory_limit");
+    CHECK(v.error == "Memory limit exceeded: 50.0MB");
+}
+
+TEST_CASE("rlimit mode: a failure close to the limit means memory") {
+    auto f = facts(exited(1));
+    f.rlimit = pv::RlimitEvidence{100ULL << 20, false};
+    f.stats.peak_bytes = 95ULL << 20;
+    CHECK(pv::classify_death(f).error_type == "memory_limit");
+    f.stats.peak_bytes = 20ULL << 20;
+    CHECK(pv::classify_death(f).error_type == "exit_code");
+}
+
+TEST_CASE("rlimit mode: success and supervisor actions are unaffected") {
+    auto f = facts(exited(0));
+    f.got_result = true;
+    f.rlimit = pv::RlimitEvidence{100ULL << 20, true};
+    f.stats.peak_bytes = 99ULL << 20;
+    CHECK(pv::classify_death(f).success);
+    auto t = facts(signaled(SIGKILL));
+    t.action = pv::SupervisorAction::Timeout;
+    t.rlimit = pv::RlimitEvidence{100ULL << 20, true};
+    CHECK(pv::classify_death(t).error_type == "timeout");
+}
+
+TEST_CASE("allocation failure messages") {
+    CHECK(pv::mentions_memory_failure("terminate called after throwing 'std::bad_alloc'"));
+    CHECK(pv::mentions_memory_failure("mmap: Cannot allocate memory"));
+    CHECK_FALSE(pv::mentions_memory_failure("No such file or directory"));
 }
