@@ -4,7 +4,7 @@
 # requests in examples/, runs the supervisor until the queue is empty and prints
 # a table of what happened. Two samples fail on purpose: one names a missing
 # photo, one renders 4K under a 60 MB memory limit. Safe to run again and
-# again: every run enqueues fresh tasks; outputs of the same name are replaced.
+# again: every run enqueues fresh tasks; outputs (named by task id) are kept.
 #
 # Environment: DATABASE_URL (use this database instead of a private one),
 # BUILD_DIR (default build), DEMO_TIMEOUT (seconds per supervisor pass, 900).
