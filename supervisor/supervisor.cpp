@@ -191,14 +191,18 @@ bool Supervisor::start() {
     }
 
     std::error_code ec;
-    fs::create_directories(m_cfg.work_root, ec);
+    bool created = fs::create_directories(m_cfg.work_root, ec);
     if (ec) {
         log::event(spdlog::level::critical, "Cannot create work root",
                    {{"path", m_cfg.work_root}, {"error_message", ec.message()}});
         return false;
     }
-    // The child user must be able to reach its own directory below the root.
-    ::chmod(m_cfg.work_root.c_str(), 0755);
+    // The child user must be able to reach its own directory below the root. An
+    // existing root (maybe /tmp) is left as its owner set it.
+    if (created)
+        ::chmod(m_cfg.work_root.c_str(), 0755);
+
+    remove_stale_work_dirs();
 
     log::info("Supervisor started", {{"worker_id", m_worker.id},
                                      {"host", m_worker.host},
@@ -235,6 +239,30 @@ std::map<TaskKey, CgroupStats> Supervisor::recover_leftover_cgroups() {
         }
     }
     return evidence;
+}
+
+void Supervisor::remove_stale_work_dirs() {
+    // Directories of attempts that are over (an earlier life died before removing
+    // them). Open attempts may belong to another supervisor sharing the root.
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(m_cfg.work_root, ec)) {
+        std::string name = entry.path().filename().string();
+        auto key = parse_task_cgroup_name("task-" + name);
+        if (!key || !entry.is_directory())
+            continue;
+        try {
+            if (m_store.attempt_open(key->task_id, key->attempt))
+                continue;
+        } catch (const std::exception& e) {
+            log::warn("Cannot check a leftover work directory",
+                      {{"path", entry.path().string()}, {"error_message", e.what()}});
+            continue;
+        }
+        log::warn("Leftover work directory removed", {{"task_id", key->task_id},
+                                                      {"attempt", key->attempt},
+                                                      {"path", entry.path().string()}});
+        remove_work_dir(entry.path().string(), key->task_id);
+    }
 }
 
 void Supervisor::register_loop() {

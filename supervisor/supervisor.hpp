@@ -41,6 +41,7 @@ private:
 
     bool start();
     std::map<TaskKey, CgroupStats> recover_leftover_cgroups();
+    void remove_stale_work_dirs();
     void register_loop();
     void after_events();
 

@@ -292,6 +292,17 @@ int TaskStore::recover_previous_life(const WorkerInfo& worker,
     return n;
 }
 
+bool TaskStore::attempt_open(const std::string& task_id, int attempt) {
+    if (!ensure_connected())
+        throw pqxx::broken_connection("cannot connect to the database");
+    pqxx::nontransaction tx(*m_conn->db);
+    auto rows = tx.exec_params(
+        "SELECT 1 FROM task_attempts WHERE task_id = $1::uuid AND attempt = $2"
+        " AND ended_at IS NULL",
+        task_id, attempt);
+    return !rows.empty();
+}
+
 bool TaskStore::replay_journal_now() {
     if (!m_journal || m_journal->empty())
         return true;

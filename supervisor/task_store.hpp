@@ -96,6 +96,10 @@ public:
                               const std::map<TaskKey, CgroupStats>& evidence,
                               const std::set<std::string>& retry_on);
 
+    /// True when the attempt's row is still open (ended_at NULL): some supervisor may
+    /// still be running it. Throws on database errors.
+    bool attempt_open(const std::string& task_id, int attempt);
+
     /// Writes that used up their retries go to `journal` (durable) instead of
     /// staying queued; it is replayed, in order, before any newer write.
     void attach_journal(Journal* journal) { m_journal = journal; }
