@@ -133,8 +133,9 @@ void print_attempt_text(const json& a, bool with_stderr) {
 
 void print_task_text(const json& t, const json& attempts, bool with_stderr) {
     std::string status = t["status"].get<std::string>();
-    if (t["error_type"].is_string())
+    if (t["error_type"].is_string() && t["error_type"] != t["status"]) {
         status += " (" + t["error_type"].get<std::string>() + ")";
+    }
     if (t["cancel_requested"].get<bool>() && t["status"] == "inprogress") {
         status += ", cancel requested";
     }

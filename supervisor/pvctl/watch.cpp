@@ -234,7 +234,8 @@ void draw(const WatchState& state, bool ansi) {
     for (const auto& [id, t] : state.running) {
         double secs = std::chrono::duration<double>(now - t.started).count();
         std::string who = t.host;
-        if (t.pid > 0) who += fmt::format(" pid {}", t.pid);
+        if (t.pid > 0)
+            who += fmt::format(" pid {}", t.pid);
         out += fmt::format("{}  {}  try {}/{}  {}\n", id.substr(0, 8),
                            truncate(t.output_filename.empty() ? "-" : t.output_filename, 30),
                            t.attempt, t.max_attempts, who);
