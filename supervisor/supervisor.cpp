@@ -329,6 +329,9 @@ int Supervisor::run() {
 // ---- the loop's bookkeeping ---------------------------------------------------------
 
 void Supervisor::after_events() {
+    // libpq may have read notifications while running another statement; then
+    // the socket does not turn readable again for them.
+    on_db_socket();
     if (m_sweep_wanted && m_phase == Phase::Running) {
         m_sweep_wanted = false;
         m_store.recover_expired_workers(m_worker.id, m_cfg.lease_seconds);
