@@ -30,8 +30,8 @@ public:
             av_check(av_channel_layout_copy(&src_layout, &in_layout), "channel layout");
         }
         SwrContext* raw = nullptr;
-        int rc = swr_alloc_set_opts2(&raw, &out_layout, AV_SAMPLE_FMT_FLT, kSampleRate,
-                                     &src_layout, in_fmt, in_rate, 0, nullptr);
+        int rc = swr_alloc_set_opts2(&raw, &out_layout, AV_SAMPLE_FMT_FLT, kSampleRate, &src_layout,
+                                     in_fmt, in_rate, 0, nullptr);
         av_channel_layout_uninit(&src_layout);
         m_swr.reset(raw);
         av_check(rc, "cannot set up resampler");
@@ -42,7 +42,8 @@ public:
     /// Converts `n` input samples (nullptr data flushes) and appends to `out`.
     void convert(const std::uint8_t** data, int n, AudioBuffer& out) {
         int cap = swr_get_out_samples(m_swr.get(), n);
-        if (cap <= 0) return;
+        if (cap <= 0)
+            return;
         int ch = m_mono ? 1 : kChannels;
         m_tmp.resize(static_cast<size_t>(cap) * ch);
         auto* dst = reinterpret_cast<std::uint8_t*>(m_tmp.data());
@@ -73,12 +74,15 @@ AudioBuffer decode_audio(const std::string& path, double max_seconds) {
     av_check(avformat_find_stream_info(in.get(), nullptr), "cannot read stream info");
     const AVCodec* codec = nullptr;
     int stream = av_find_best_stream(in.get(), AVMEDIA_TYPE_AUDIO, -1, -1, &codec, 0);
-    if (stream < 0 || !codec) throw std::runtime_error("cannot decode: no audio stream");
+    if (stream < 0 || !codec)
+        throw std::runtime_error("cannot decode: no audio stream");
     for (unsigned i = 0; i < in->nb_streams; ++i) {
-        if (static_cast<int>(i) != stream) in->streams[i]->discard = AVDISCARD_ALL;
+        if (static_cast<int>(i) != stream)
+            in->streams[i]->discard = AVDISCARD_ALL;
     }
     CodecCtxPtr dec{avcodec_alloc_context3(codec)};
-    if (!dec) throw std::bad_alloc();
+    if (!dec)
+        throw std::bad_alloc();
     av_check(avcodec_parameters_to_context(dec.get(), in->streams[stream]->codecpar),
              "cannot decode");
     av_check(avcodec_open2(dec.get(), codec, nullptr), "cannot decode");
@@ -95,20 +99,23 @@ AudioBuffer decode_audio(const std::string& path, double max_seconds) {
         int rc = avcodec_receive_frame(dec.get(), frame.get());
         if (rc >= 0) {
             if (!resampler) {
-                resampler = std::make_unique<Resampler>(
-                    frame->ch_layout, static_cast<AVSampleFormat>(frame->format),
-                    frame->sample_rate);
+                resampler = std::make_unique<Resampler>(frame->ch_layout,
+                                                        static_cast<AVSampleFormat>(frame->format),
+                                                        frame->sample_rate);
             }
             resampler->convert(const_cast<const std::uint8_t**>(frame->extended_data),
                                frame->nb_samples, out);
             av_frame_unref(frame.get());
             continue;
         }
-        if (rc == AVERROR_EOF) break;
-        if (rc != AVERROR(EAGAIN)) av_check(rc, "cannot decode");
+        if (rc == AVERROR_EOF)
+            break;
+        if (rc != AVERROR(EAGAIN))
+            av_check(rc, "cannot decode");
         rc = av_read_frame(in.get(), pkt.get());
         if (rc == AVERROR_EOF) {
-            if (flushing) break;
+            if (flushing)
+                break;
             avcodec_send_packet(dec.get(), nullptr);
             flushing = true;
             continue;
@@ -124,9 +131,12 @@ AudioBuffer decode_audio(const std::string& path, double max_seconds) {
             av_packet_unref(pkt.get());
         }
     }
-    if (resampler) resampler->convert(nullptr, 0, out);
-    if (out.frames() == 0) throw std::runtime_error("cannot decode: no audio samples");
-    if (out.frames() > limit) out.samples.resize(static_cast<size_t>(limit) * kChannels);
+    if (resampler)
+        resampler->convert(nullptr, 0, out);
+    if (out.frames() == 0)
+        throw std::runtime_error("cannot decode: no audio samples");
+    if (out.frames() > limit)
+        out.samples.resize(static_cast<size_t>(limit) * kChannels);
     return out;
 }
 
@@ -149,11 +159,15 @@ void AudioMix::add(const AudioBuffer& src, long at, long length, double gain, lo
     const long total = frames();
     for (long i = 0; i < n; ++i) {
         long pos = at + i;
-        if (pos < 0) continue;
-        if (pos >= total) break;
+        if (pos < 0)
+            continue;
+        if (pos >= total)
+            break;
         double g = gain;
-        if (fade_in > 0 && i < fade_in) g *= (i + 0.5) / fade_in;
-        if (fade_out > 0 && length - i <= fade_out) g *= (length - i - 0.5) / fade_out;
+        if (fade_in > 0 && i < fade_in)
+            g *= (i + 0.5) / fade_in;
+        if (fade_out > 0 && length - i <= fade_out)
+            g *= (length - i - 0.5) / fade_out;
         for (int c = 0; c < kChannels; ++c) {
             m_samples[static_cast<size_t>(pos * kChannels + c)] +=
                 static_cast<float>(src.samples[static_cast<size_t>(i * kChannels + c)] * g);

@@ -38,7 +38,8 @@ private:
 
 /// Throws AvError when rc < 0; returns rc otherwise.
 inline int av_check(int rc, const std::string& what) {
-    if (rc < 0) throw AvError(what, rc);
+    if (rc < 0)
+        throw AvError(what, rc);
     return rc;
 }
 
@@ -72,13 +73,15 @@ using SwrPtr = std::unique_ptr<SwrContext, AvFree<swr_free>>;
 /// Allocates an empty frame; throws std::bad_alloc when out of memory.
 inline FramePtr make_frame() {
     FramePtr f{av_frame_alloc()};
-    if (!f) throw std::bad_alloc();
+    if (!f)
+        throw std::bad_alloc();
     return f;
 }
 
 inline PacketPtr make_packet() {
     PacketPtr p{av_packet_alloc()};
-    if (!p) throw std::bad_alloc();
+    if (!p)
+        throw std::bad_alloc();
     return p;
 }
 

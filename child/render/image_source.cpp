@@ -19,18 +19,18 @@ namespace {
 
 const char* demuxer_for(ImageKind kind) {
     switch (kind) {
-    case ImageKind::Jpeg:
-        return "jpeg_pipe";
-    case ImageKind::Png:
-        return "png_pipe";
-    case ImageKind::Gif:
-        return "gif";
-    case ImageKind::Webp:
-        return "webp_pipe";
-    case ImageKind::Bmp:
-        return "bmp_pipe";
-    case ImageKind::Tiff:
-        return "tiff_pipe";
+        case ImageKind::Jpeg:
+            return "jpeg_pipe";
+        case ImageKind::Png:
+            return "png_pipe";
+        case ImageKind::Gif:
+            return "gif";
+        case ImageKind::Webp:
+            return "webp_pipe";
+        case ImageKind::Bmp:
+            return "bmp_pipe";
+        case ImageKind::Tiff:
+            return "tiff_pipe";
     }
     return "image2";
 }
@@ -42,13 +42,16 @@ FramePtr decode_first_picture(const std::string& path, ImageKind kind, int lowre
     AVFormatContext* raw = nullptr;
     av_check(avformat_open_input(&raw, path.c_str(), ifmt, nullptr), "cannot open");
     InputCtxPtr in{raw};
-    if (in->nb_streams < 1) throw std::runtime_error("cannot decode: no picture stream");
+    if (in->nb_streams < 1)
+        throw std::runtime_error("cannot decode: no picture stream");
     AVStream* st = in->streams[0];
 
     const AVCodec* codec = avcodec_find_decoder(st->codecpar->codec_id);
-    if (!codec) throw std::runtime_error("cannot decode: no decoder for this format");
+    if (!codec)
+        throw std::runtime_error("cannot decode: no decoder for this format");
     CodecCtxPtr dec{avcodec_alloc_context3(codec)};
-    if (!dec) throw std::bad_alloc();
+    if (!dec)
+        throw std::bad_alloc();
     av_check(avcodec_parameters_to_context(dec.get(), st->codecpar), "cannot decode");
     // The decoder itself refuses pictures larger than this, whatever the format.
     av_opt_set_int(dec.get(), "max_pixels", kMaxImagePixels, 0);
@@ -63,10 +66,14 @@ FramePtr decode_first_picture(const std::string& path, ImageKind kind, int lowre
     bool flushing = false;
     while (true) {
         int rc = avcodec_receive_frame(dec.get(), frame.get());
-        if (rc >= 0) return frame;
-        if (rc == AVERROR_EOF) break;
-        if (rc != AVERROR(EAGAIN)) av_check(rc, "cannot decode");
-        if (flushing) break;
+        if (rc >= 0)
+            return frame;
+        if (rc == AVERROR_EOF)
+            break;
+        if (rc != AVERROR(EAGAIN))
+            av_check(rc, "cannot decode");
+        if (flushing)
+            break;
 
         rc = av_read_frame(in.get(), pkt.get());
         if (rc == AVERROR_EOF) {
@@ -98,12 +105,15 @@ struct Orientation {
 
 Orientation orientation_of(const AVFrame& f) {
     const AVFrameSideData* sd = av_frame_get_side_data(&f, AV_FRAME_DATA_DISPLAYMATRIX);
-    if (!sd || sd->size < 9 * sizeof(std::int32_t)) return {};
+    if (!sd || sd->size < 9 * sizeof(std::int32_t))
+        return {};
     const auto* m = reinterpret_cast<const std::int32_t*>(sd->data);
     auto sign = [](std::int32_t v) { return v > (1 << 15) ? 1 : (v < -(1 << 15) ? -1 : 0); };
     int a = sign(m[0]), b = sign(m[1]), c = sign(m[3]), d = sign(m[4]);
-    if (a != 0 && d != 0 && b == 0 && c == 0) return {false, a < 0, d < 0};
-    if (a == 0 && d == 0 && b != 0 && c != 0) return {true, b < 0, c < 0};
+    if (a != 0 && d != 0 && b == 0 && c == 0)
+        return {false, a < 0, d < 0};
+    if (a == 0 && d == 0 && b != 0 && c != 0)
+        return {true, b < 0, c < 0};
     // Limitation: a matrix that is not a multiple of 90 degrees (never written
     // for EXIF) is ignored and the picture is used as stored.
     return {};
@@ -131,12 +141,15 @@ FramePtr reorient_rgb(const AVFrame& src, Orientation o) {
     return dst;
 }
 
-int even_at_least_2(double v) { return std::max(2, static_cast<int>(std::lround(v / 2)) * 2); }
+int even_at_least_2(double v) {
+    return std::max(2, static_cast<int>(std::lround(v / 2)) * 2);
+}
 
 // Multiplies brightness on limited-range YUV: scales luma above black and
 // chroma around neutral, which equals scaling R, G and B.
-void darken_yuv444(AVFrame& f, double factor) {
-    if (factor >= 0.999) return;
+void darken_yuv420(AVFrame& f, double factor) {
+    if (factor >= 0.999)
+        return;
     std::uint8_t luma[256];
     std::uint8_t chroma[256];
     for (int i = 0; i < 256; ++i) {
@@ -145,9 +158,11 @@ void darken_yuv444(AVFrame& f, double factor) {
     }
     for (int p = 0; p < 3; ++p) {
         const std::uint8_t* lut = p == 0 ? luma : chroma;
-        for (int y = 0; y < f.height; ++y) {
+        const int rows = p == 0 ? f.height : f.height / 2;
+        const int cols = p == 0 ? f.width : f.width / 2;
+        for (int y = 0; y < rows; ++y) {
             std::uint8_t* row = f.data[p] + static_cast<std::ptrdiff_t>(y) * f.linesize[p];
-            for (int x = 0; x < f.width; ++x) row[x] = lut[row[x]];
+            for (int x = 0; x < cols; ++x) row[x] = lut[row[x]];
         }
     }
 }
@@ -250,14 +265,16 @@ ImageSource::ImageSource(const std::string& path, const ImageSceneParams& params
                  "cannot scale");
     }
     decoded.reset();
-    if (orient.swap || orient.flip_x || orient.flip_y) rgb = reorient_rgb(*rgb, orient);
+    if (orient.swap || orient.flip_x || orient.flip_y)
+        rgb = reorient_rgb(*rgb, orient);
 
-    m_big = make_video_frame(big_w, big_h, AV_PIX_FMT_YUV444P);
-    SwsPtr to_yuv = make_scaler(*rgb, big_w, big_h, big_w, big_h, AV_PIX_FMT_YUV444P, SWS_POINT);
-    av_check(sws_scale(to_yuv.get(), rgb->data, rgb->linesize, 0, big_h, m_big->data,
-                       m_big->linesize),
-             "cannot convert");
-    darken_yuv444(*m_big, params.darken);
+    m_big = make_video_frame(big_w, big_h, AV_PIX_FMT_YUV420P);
+    SwsPtr to_yuv = make_scaler(*rgb, big_w, big_h, big_w, big_h, AV_PIX_FMT_YUV420P);
+    av_check(
+        sws_scale(to_yuv.get(), rgb->data, rgb->linesize, 0, big_h, m_big->data, m_big->linesize),
+        "cannot convert");
+    rgb.reset();
+    darken_yuv420(*m_big, params.darken);
 }
 
 FramePtr ImageSource::frame(long k) const {
@@ -278,12 +295,13 @@ FramePtr ImageSource::frame(long k) const {
     double x0 = (m_big->width - win_w) / 2;
     double y0 = (m_big->height - win_h) / 2;
 
-    resample_plane(m_big->data[0], m_big->linesize[0], m_big->width, m_big->height,
-                   out->data[0], out->linesize[0], w, h, x0, y0, win_w / w, win_h / h);
+    resample_plane(m_big->data[0], m_big->linesize[0], m_big->width, m_big->height, out->data[0],
+                   out->linesize[0], w, h, x0, y0, win_w / w, win_h / h);
+    // Chroma planes are half size on both sides, so is the window.
     for (int p = 1; p < 3; ++p) {
-        resample_plane(m_big->data[p], m_big->linesize[p], m_big->width, m_big->height,
-                       out->data[p], out->linesize[p], w / 2, h / 2, x0, y0, win_w / (w / 2),
-                       win_h / (h / 2));
+        resample_plane(m_big->data[p], m_big->linesize[p], m_big->width / 2, m_big->height / 2,
+                       out->data[p], out->linesize[p], w / 2, h / 2, x0 / 2, y0 / 2, win_w / w,
+                       win_h / h);
     }
     return out;
 }

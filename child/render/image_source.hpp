@@ -11,7 +11,7 @@
 namespace pv {
 
 struct ImageSceneParams {
-    int width = 1080;     // output frame size (even)
+    int width = 1080;  // output frame size (even)
     int height = 1920;
     double zoom = 1.5;    // zoom at the last frame; the first frame is 1.0
     double darken = 0.5;  // brightness multiplier
@@ -32,7 +32,7 @@ public:
 
 private:
     ImageSceneParams m_params;
-    FramePtr m_big;  // yuv444p, (width*zoom) x (height*zoom), darkened
+    FramePtr m_big;  // yuv420p, (width*zoom) x (height*zoom), darkened
     int m_src_w = 0;
     int m_src_h = 0;
 };

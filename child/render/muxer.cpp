@@ -11,18 +11,21 @@ extern "C" {
 #include <algorithm>
 #include <fstream>
 #include <stdexcept>
+#include <thread>
 
 namespace pv {
 namespace {
 
 constexpr int kAudioRate = 48000;
+constexpr unsigned kMaxEncoderThreads = 4;
 
 CodecCtxPtr alloc_encoder(const char* name, const AVCodec** codec) {
     *codec = avcodec_find_encoder_by_name(name);
-    if (!*codec) throw AvError(std::string("encoder ") + name + " not available",
-                               AVERROR_ENCODER_NOT_FOUND);
+    if (!*codec)
+        throw AvError(std::string("encoder ") + name + " not available", AVERROR_ENCODER_NOT_FOUND);
     CodecCtxPtr ctx{avcodec_alloc_context3(*codec)};
-    if (!ctx) throw std::bad_alloc();
+    if (!ctx)
+        throw std::bad_alloc();
     return ctx;
 }
 
@@ -49,18 +52,25 @@ Muxer::Muxer(const std::string& path, const EncoderSettings& s) : m_settings(s) 
     m_venc->colorspace = kOutputColorspace;
     m_venc->color_primaries = AVCOL_PRI_BT709;
     m_venc->color_trc = AVCOL_TRC_BT709;
-    m_venc->thread_count = 0;
-    if (m_out->oformat->flags & AVFMT_GLOBALHEADER) m_venc->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
+    m_venc->thread_count =
+        static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, kMaxEncoderThreads));
+    if (m_out->oformat->flags & AVFMT_GLOBALHEADER)
+        m_venc->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
     av_check(av_opt_set(m_venc->priv_data, "preset", s.x264_preset.c_str(), 0), "x264 preset");
     av_check(av_opt_set(m_venc->priv_data, "profile", "high", 0), "x264 profile");
     av_check(av_opt_set_double(m_venc->priv_data, "crf", s.crf, 0), "x264 crf");
     // The 8x8 transform is what makes the stream High profile; the fastest
     // presets turn it off and would produce Constrained Baseline.
-    av_check(av_opt_set(m_venc->priv_data, "x264-params", "8x8dct=1", 0), "x264 params");
+    // sync-lookahead=0 keeps x264 from buffering extra full-size frames (tens
+    // of MB at 1080x1920); the thread cap bounds memory on many-core hosts,
+    // where x264 would otherwise start 1.5 frame threads per core.
+    av_check(av_opt_set(m_venc->priv_data, "x264-params", "8x8dct=1:sync-lookahead=0", 0),
+             "x264 params");
     av_check(avcodec_open2(m_venc.get(), vcodec, nullptr), "cannot open libx264");
 
     m_vst = avformat_new_stream(m_out.get(), nullptr);
-    if (!m_vst) throw std::bad_alloc();
+    if (!m_vst)
+        throw std::bad_alloc();
     m_vst->time_base = m_venc->time_base;
     m_vst->avg_frame_rate = m_venc->framerate;
     av_check(avcodec_parameters_from_context(m_vst->codecpar, m_venc.get()), "video params");
@@ -74,11 +84,13 @@ Muxer::Muxer(const std::string& path, const EncoderSettings& s) : m_settings(s) 
     m_aenc->bit_rate = s.audio_bitrate;
     m_aenc->profile = FF_PROFILE_AAC_LOW;
     m_aenc->time_base = AVRational{1, kAudioRate};
-    if (m_out->oformat->flags & AVFMT_GLOBALHEADER) m_aenc->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
+    if (m_out->oformat->flags & AVFMT_GLOBALHEADER)
+        m_aenc->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
     av_check(avcodec_open2(m_aenc.get(), acodec, nullptr), "cannot open aac");
 
     m_ast = avformat_new_stream(m_out.get(), nullptr);
-    if (!m_ast) throw std::bad_alloc();
+    if (!m_ast)
+        throw std::bad_alloc();
     m_ast->time_base = m_aenc->time_base;
     av_check(avcodec_parameters_from_context(m_ast->codecpar, m_aenc.get()), "audio params");
 
@@ -100,14 +112,16 @@ Muxer::Muxer(const std::string& path, const EncoderSettings& s) : m_settings(s) 
 
 Muxer::~Muxer() {
     // An unfinished file is left for the caller to delete; only close it here.
-    if (m_out && m_out->pb) avio_closep(&m_out->pb);
+    if (m_out && m_out->pb)
+        avio_closep(&m_out->pb);
 }
 
 void Muxer::encode(AVCodecContext* enc, AVStream* st, AVFrame* frame) {
     av_check(avcodec_send_frame(enc, frame), "encode");
     while (true) {
         int rc = avcodec_receive_packet(enc, m_pkt.get());
-        if (rc == AVERROR(EAGAIN) || rc == AVERROR_EOF) return;
+        if (rc == AVERROR(EAGAIN) || rc == AVERROR_EOF)
+            return;
         av_check(rc, "encode");
         av_packet_rescale_ts(m_pkt.get(), enc->time_base, st->time_base);
         m_pkt->stream_index = st->index;
@@ -145,8 +159,10 @@ void Muxer::write_audio(const float* samples, long frames) {
 }
 
 void Muxer::finish() {
-    if (m_finished) return;
-    if (!m_pending.empty()) encode_audio_block(static_cast<int>(m_pending.size() / 2));
+    if (m_finished)
+        return;
+    if (!m_pending.empty())
+        encode_audio_block(static_cast<int>(m_pending.size() / 2));
     encode(m_venc.get(), m_vst, nullptr);
     encode(m_aenc.get(), m_ast, nullptr);
     av_check(av_write_trailer(m_out.get()), "cannot finish MP4");
@@ -186,7 +202,8 @@ void write_poster(const AVFrame& frame, const std::string& path) {
     std::ofstream out(path, std::ios::binary | std::ios::trunc);
     out.write(reinterpret_cast<const char*>(pkt->data), pkt->size);
     out.close();
-    if (!out) throw std::runtime_error("cannot write poster " + path);
+    if (!out)
+        throw std::runtime_error("cannot write poster " + path);
 }
 
 }  // namespace pv

@@ -33,10 +33,12 @@ SynthState* g_state = nullptr;
 
 int on_synth(short* wav, int count, espeak_EVENT* events) {
     SynthState* state = g_state;
-    if (!state) return 0;
+    if (!state)
+        return 0;
     for (espeak_EVENT* e = events; e && e->type != espeakEVENT_LIST_TERMINATED; ++e) {
         // Zero-length word events mark pauses, not written words.
-        if (e->type != espeakEVENT_WORD || e->length <= 0) continue;
+        if (e->type != espeakEVENT_WORD || e->length <= 0)
+            continue;
         state->words.push_back({e->text_position, e->length, e->audio_position});
         if (state->progress && *state->progress) {
             // Nothing may unwind through espeak-ng's C frames.
@@ -47,7 +49,8 @@ int on_synth(short* wav, int count, espeak_EVENT* events) {
             }
         }
     }
-    if (wav && count > 0) state->samples.insert(state->samples.end(), wav, wav + count);
+    if (wav && count > 0)
+        state->samples.insert(state->samples.end(), wav, wav + count);
     return 0;  // continue synthesis
 }
 
@@ -88,8 +91,8 @@ Speech synthesize(const std::string& text, const std::string& voice,
     // come out a few milliseconds (first call: about 0.1 s) shorter or longer
     // from one synthesis to the next; scene lengths follow the actual speech.
     if (g_espeak_rate == 0) {
-        int rate = espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, 500, nullptr,
-                                     espeakINITIALIZE_DONT_EXIT);
+        int rate =
+            espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, 500, nullptr, espeakINITIALIZE_DONT_EXIT);
         if (rate <= 0) {
             throw std::runtime_error("espeak-ng: cannot initialise (espeak-ng-data missing?)");
         }
@@ -107,7 +110,8 @@ Speech synthesize(const std::string& text, const std::string& voice,
     espeak_ERROR rc = espeak_Synth(text.c_str(), text.size() + 1, 0, POS_CHARACTER, 0,
                                    espeakCHARS_UTF8, nullptr, nullptr);
     g_state = nullptr;
-    if (rc != EE_OK) throw std::runtime_error("espeak-ng: synthesis failed");
+    if (rc != EE_OK)
+        throw std::runtime_error("espeak-ng: synthesis failed");
 
     Speech speech;
     speech.audio = resample_mono_s16(state.samples, g_espeak_rate);
@@ -115,17 +119,20 @@ Speech synthesize(const std::string& text, const std::string& voice,
     std::size_t last_start = std::string::npos;
     for (const auto& e : state.words) {
         std::size_t pos = utf8_offset(text, static_cast<std::size_t>(std::max(0, e.char_pos - 1)));
-        if (pos >= text.size()) continue;
+        if (pos >= text.size())
+            continue;
         // Several events inside one written token ("100%") become one word.
         auto [start, end] = token_at(text, pos);
-        if (start == last_start || start == end) continue;
+        if (start == last_start || start == end)
+            continue;
         last_start = start;
         speech.words.push_back({text.substr(start, end - start), e.ms / 1000.0, 0});
     }
     for (std::size_t i = 0; i < speech.words.size(); ++i) {
         speech.words[i].end = i + 1 < speech.words.size() ? speech.words[i + 1].start : total;
     }
-    if (progress) progress(1.0);
+    if (progress)
+        progress(1.0);
     return speech;
 }
 

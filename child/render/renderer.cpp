@@ -45,8 +45,7 @@ std::string asset_name(const std::string& reference, const std::string& local) {
 
 std::string scene_label(std::size_t i, const char* field, const std::string& reference,
                         const std::string& local) {
-    return "scenes[" + std::to_string(i) + "]." + field + " (" + asset_name(reference, local) +
-           ")";
+    return "scenes[" + std::to_string(i) + "]." + field + " (" + asset_name(reference, local) + ")";
 }
 
 // Runs `fn`; any failure that is not already a RenderError becomes an asset
@@ -83,9 +82,11 @@ class Progress {
 public:
     explicit Progress(const RenderJob& job) : m_job(job) {}
     void report(double percent, const std::string& stage) {
-        if (!m_job.on_progress) return;
+        if (!m_job.on_progress)
+            return;
         percent = std::clamp(percent, 0.0, 100.0);
-        if (stage == m_stage && percent < m_last + 1.0 && percent < 100.0) return;
+        if (stage == m_stage && percent < m_last + 1.0 && percent < 100.0)
+            return;
         m_stage = stage;
         m_last = percent;
         m_job.on_progress(percent, stage);
@@ -100,8 +101,8 @@ private:
 // ----- the plan ----------------------------------------------------------
 
 struct ScenePlan {
-    long start = 0;   // first output frame
-    long frames = 0;  // length in output frames
+    long start = 0;                        // first output frame
+    long frames = 0;                       // length in output frames
     std::optional<Speech> speech;          // from narration_text
     std::optional<AudioBuffer> narration;  // from a narration file
 };
@@ -147,7 +148,8 @@ void load_narration(const RenderJob& job, Plan& plan, Progress& progress) {
         return speech;
     };
 
-    if (!req.narration_text.empty()) plan.global_speech = tts(req.narration_text, "narration_text");
+    if (!req.narration_text.empty())
+        plan.global_speech = tts(req.narration_text, "narration_text");
     for (std::size_t i = 0; i < req.scenes.size(); ++i) {
         const Scene& scene = req.scenes[i];
         const SceneFiles& files = job.files[i];
@@ -231,6 +233,8 @@ void plan_durations(const RenderJob& job, Plan& plan) {
 // from the start. Samples are added with fixed gains (no renormalisation).
 AudioMix mix_audio(const RenderJob& job, const Plan& plan) {
     const Request& req = job.request;
+    // Limitation: the whole soundtrack is held as float samples (about 23 MB
+    // per minute of output) rather than mixed in a streaming pass.
     AudioMix mix(frames_to_samples(plan.total, plan.fps));
     const long fade = frames_to_samples(plan.crossfade, plan.fps);
     const std::size_t n = req.scenes.size();
@@ -238,20 +242,22 @@ AudioMix mix_audio(const RenderJob& job, const Plan& plan) {
         const ScenePlan& sp = plan.scenes[i];
         const long at = frames_to_samples(sp.start, plan.fps);
         const long len = frames_to_samples(sp.frames, plan.fps);
-        if (sp.speech) mix.add(sp.speech->audio, at, len, 1.0);
-        if (sp.narration) mix.add(*sp.narration, at, len, 1.0);
+        if (sp.speech)
+            mix.add(sp.speech->audio, at, len, 1.0);
+        if (sp.narration)
+            mix.add(*sp.narration, at, len, 1.0);
 
         const SceneFiles& files = job.files[i];
         if (!files.music.empty()) {
             const double seconds = static_cast<double>(len) / kSampleRate;
-            AudioBuffer music =
-                as_asset(scene_label(i, "music", req.scenes[i].music, files.music),
-                         [&] { return decode_audio(files.music, seconds); });
+            AudioBuffer music = as_asset(scene_label(i, "music", req.scenes[i].music, files.music),
+                                         [&] { return decode_audio(files.music, seconds); });
             // Limitation: music shorter than its scene is not looped; silence follows it.
             mix.add(music, at, len, req.music_volume, i > 0 ? fade : 0, i + 1 < n ? fade : 0);
         }
     }
-    if (plan.global_speech) mix.add(plan.global_speech->audio, 0, mix.frames(), 1.0);
+    if (plan.global_speech)
+        mix.add(plan.global_speech->audio, 0, mix.frames(), 1.0);
     mix.limit();
     return mix;
 }
@@ -269,15 +275,15 @@ std::vector<TextItem> overlay_items(const TextOverlay& text, int w, int h) {
     const int block_h = line_h * static_cast<int>(lines.size());
     int top = 0;
     switch (text.position) {
-    case TextPosition::Top:
-        top = static_cast<int>(std::lround(0.1 * h));
-        break;
-    case TextPosition::Bottom:
-        top = static_cast<int>(std::lround(0.9 * h)) - block_h;
-        break;
-    case TextPosition::Center:
-        top = (h - block_h) / 2;
-        break;
+        case TextPosition::Top:
+            top = static_cast<int>(std::lround(0.1 * h));
+            break;
+        case TextPosition::Bottom:
+            top = static_cast<int>(std::lround(0.9 * h)) - block_h;
+            break;
+        case TextPosition::Center:
+            top = (h - block_h) / 2;
+            break;
     }
     std::vector<TextItem> items;
     for (std::size_t k = 0; k < lines.size(); ++k) {
@@ -300,7 +306,8 @@ void blend(AVFrame& out, const AVFrame& in, int w) {
         for (int y = 0; y < rows; ++y) {
             std::uint8_t* o = out.data[p] + static_cast<std::ptrdiff_t>(y) * out.linesize[p];
             const std::uint8_t* s = in.data[p] + static_cast<std::ptrdiff_t>(y) * in.linesize[p];
-            for (int x = 0; x < cols; ++x) o[x] = static_cast<std::uint8_t>((o[x] * (256 - w) + s[x] * w + 128) >> 8);
+            for (int x = 0; x < cols; ++x)
+                o[x] = static_cast<std::uint8_t>((o[x] * (256 - w) + s[x] * w + 128) >> 8);
         }
     }
 }
@@ -308,28 +315,28 @@ void blend(AVFrame& out, const AVFrame& in, int w) {
 // Pictures of one scene, with its text overlay and captions drawn on.
 class SceneStream {
 public:
-    SceneStream(const RenderJob& job, const Plan& plan, std::size_t index,
-                const std::string& font)
+    SceneStream(const RenderJob& job, const Plan& plan, std::size_t index, const std::string& font)
         : m_index(index) {
         const Scene& scene = job.request.scenes[index];
         const SceneFiles& files = job.files[index];
         if (scene.type == SceneType::Video) {
             m_label = scene_label(index, "video", scene.video, files.video);
-            if (files.video.empty()) throw RenderError("asset", m_label + ": no file");
+            if (files.video.empty())
+                throw RenderError("asset", m_label + ": no file");
             m_video = as_asset(m_label, [&] {
                 return std::make_unique<VideoSource>(files.video, plan.width, plan.height,
                                                      plan.fps);
             });
         } else {
-            m_label = scene_label(index, "image", scene.image.empty() ? scene.prompt_image
-                                                                      : scene.image,
-                                  files.image);
-            if (files.image.empty()) throw RenderError("asset", m_label + ": no file");
-            ImageSceneParams params{plan.width, plan.height, job.request.zoom,
-                                    job.request.darken, plan.scenes[index].frames};
-            m_image = as_asset(m_label, [&] {
-                return std::make_unique<ImageSource>(files.image, params);
-            });
+            m_label =
+                scene_label(index, "image", scene.image.empty() ? scene.prompt_image : scene.image,
+                            files.image);
+            if (files.image.empty())
+                throw RenderError("asset", m_label + ": no file");
+            ImageSceneParams params{plan.width, plan.height, job.request.zoom, job.request.darken,
+                                    plan.scenes[index].frames};
+            m_image = as_asset(m_label,
+                               [&] { return std::make_unique<ImageSource>(files.image, params); });
         }
 
         std::vector<TextItem> items;
@@ -337,6 +344,8 @@ public:
             items = overlay_items(*scene.text, plan.width, plan.height);
         }
         const ScenePlan& sp = plan.scenes[index];
+        // Limitation: captions need espeak's word timings, so a scene whose
+        // narration is an audio file gets no captions.
         if (scene.subtitle && sp.speech) {
             auto lines = make_captions(sp.speech->words, 0.0);
             auto caps = caption_items(lines, plan.width, plan.height, kSubtitleFontsize);
@@ -345,8 +354,8 @@ public:
         if (!items.empty()) {
             std::string where = "scenes[" + std::to_string(index) + "].text";
             try {
-                m_text = std::make_unique<TextPainter>(plan.width, plan.height, plan.fps, font,
-                                                       items);
+                m_text =
+                    std::make_unique<TextPainter>(plan.width, plan.height, plan.fps, font, items);
             } catch (const std::exception& e) {
                 throw RenderError("internal", where + ": " + e.what());
             }
@@ -354,16 +363,15 @@ public:
     }
 
     FramePtr next() {
-        FramePtr f = as_asset(m_label, [&] {
-            return m_image ? m_image->frame(m_k) : m_video->next();
-        });
+        FramePtr f =
+            as_asset(m_label, [&] { return m_image ? m_image->frame(m_k) : m_video->next(); });
         f->pts = m_k++;
         if (m_text) {
             try {
                 f = m_text->apply(std::move(f));
             } catch (const std::exception& e) {
-                throw RenderError("internal", "scenes[" + std::to_string(m_index) +
-                                                  "].text: " + e.what());
+                throw RenderError("internal",
+                                  "scenes[" + std::to_string(m_index) + "].text: " + e.what());
             }
         }
         return f;
@@ -382,7 +390,8 @@ private:
 // with subtitle=true is on screen.
 std::unique_ptr<TextPainter> global_captions(const RenderJob& job, const Plan& plan,
                                              const std::string& font) {
-    if (!plan.global_speech) return nullptr;
+    if (!plan.global_speech)
+        return nullptr;
     std::vector<CaptionLine> shown;
     for (const CaptionLine& line : make_captions(plan.global_speech->words, 0.0)) {
         long frame = static_cast<long>(line.start * plan.fps);
@@ -395,7 +404,8 @@ std::unique_ptr<TextPainter> global_captions(const RenderJob& job, const Plan& p
             }
         }
     }
-    if (shown.empty()) return nullptr;
+    if (shown.empty())
+        return nullptr;
     auto items = caption_items(shown, plan.width, plan.height, kGlobalSubtitleFontsize);
     try {
         return std::make_unique<TextPainter>(plan.width, plan.height, plan.fps, font, items);
@@ -406,7 +416,8 @@ std::unique_ptr<TextPainter> global_captions(const RenderJob& job, const Plan& p
 
 RenderResult render_impl(const RenderJob& job) {
     const Request& req = job.request;
-    if (req.scenes.empty()) throw RenderError("invalid_request", "scenes: no scenes");
+    if (req.scenes.empty())
+        throw RenderError("invalid_request", "scenes: no scenes");
     if (job.files.size() != req.scenes.size()) {
         throw RenderError("internal", "render job has " + std::to_string(job.files.size()) +
                                           " file sets for " + std::to_string(req.scenes.size()) +
@@ -417,7 +428,8 @@ RenderResult render_impl(const RenderJob& job) {
     }
     Progress progress(job);
     Plan plan;
-    // yuv420p needs even sides; an odd request is rounded down by one pixel.
+    // Limitation: yuv420p needs even sides, so an odd width or height in the
+    // request is rounded down by one pixel.
     plan.width = req.width & ~1;
     plan.height = req.height & ~1;
     plan.fps = req.fps;
@@ -441,8 +453,10 @@ RenderResult render_impl(const RenderJob& job) {
         FramePtr frame;
         for (std::size_t i = 0; i < plan.scenes.size(); ++i) {
             const ScenePlan& sp = plan.scenes[i];
-            if (f < sp.start || f >= sp.start + sp.frames) continue;
-            if (!streams[i]) streams[i] = std::make_unique<SceneStream>(job, plan, i, font);
+            if (f < sp.start || f >= sp.start + sp.frames)
+                continue;
+            if (!streams[i])
+                streams[i] = std::make_unique<SceneStream>(job, plan, i, font);
             FramePtr mine = streams[i]->next();
             if (!frame) {
                 frame = std::move(mine);
@@ -452,10 +466,12 @@ RenderResult render_impl(const RenderJob& job) {
                 int w = static_cast<int>((k + 1) * 256 / (plan.crossfade + 1));
                 blend(*frame, *mine, w);
             }
-            if (f == sp.start + sp.frames - 1) streams[i].reset();
+            if (f == sp.start + sp.frames - 1)
+                streams[i].reset();
         }
         frame->pts = f;
-        if (captions) frame = captions->apply(std::move(frame));
+        if (captions)
+            frame = captions->apply(std::move(frame));
         if (f == 0 && !job.poster_path.empty()) {
             poster = make_frame();
             av_check(av_frame_ref(poster.get(), frame.get()), "poster ref");
@@ -470,7 +486,8 @@ RenderResult render_impl(const RenderJob& job) {
         progress.report(static_cast<double>(f + 1) * 100.0 / plan.total, "render");
     }
     as_encoding([&] { muxer->finish(); });
-    if (poster) as_encoding([&] { write_poster(*poster, job.poster_path); });
+    if (poster)
+        as_encoding([&] { write_poster(*poster, job.poster_path); });
 
     RenderResult result;
     result.frames = muxer->video_frames();
@@ -485,12 +502,14 @@ RenderResult render_impl(const RenderJob& job) {
                                            : sp.narration ? sp.narration->seconds()
                                                           : 0.0);
     }
-    if (plan.global_speech) result.global_narration_seconds = plan.global_speech->audio.seconds();
+    if (plan.global_speech)
+        result.global_narration_seconds = plan.global_speech->audio.seconds();
     return result;
 }
 
 void remove_quietly(const std::string& path) {
-    if (path.empty()) return;
+    if (path.empty())
+        return;
     std::error_code ec;
     std::filesystem::remove(path, ec);
 }
@@ -518,19 +537,22 @@ RenderResult render(const RenderJob& job) {
 std::string resolve_default_font() {
     if (const char* env = std::getenv("PROTOVIDEO_FONT"); env && *env) {
         std::filesystem::path p(env);
-        if (p.is_absolute() && std::filesystem::is_regular_file(p)) return p.string();
+        if (p.is_absolute() && std::filesystem::is_regular_file(p))
+            return p.string();
         throw std::runtime_error(std::string("PROTOVIDEO_FONT is not an absolute path to a "
-                                            "font file: ") + env);
+                                             "font file: ") +
+                                 env);
     }
     static const char* const kCandidates[] = {
-        "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",       // fonts-dejavu-core
-        "/usr/share/fonts/truetype/lato/Lato-Bold.ttf",               // fonts-lato
-        "/usr/share/fonts/opentype/inter/Inter-Bold.otf",             // fonts-inter
+        "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",          // fonts-dejavu-core
+        "/usr/share/fonts/truetype/lato/Lato-Bold.ttf",                  // fonts-lato
+        "/usr/share/fonts/opentype/inter/Inter-Bold.otf",                // fonts-inter
         "/usr/share/fonts/truetype/liberation/LiberationSans-Bold.ttf",  // fonts-liberation
-        "/usr/share/fonts/truetype/freefont/FreeSansBold.ttf",        // fonts-freefont-ttf
+        "/usr/share/fonts/truetype/freefont/FreeSansBold.ttf",           // fonts-freefont-ttf
     };
     for (const char* path : kCandidates) {
-        if (std::filesystem::is_regular_file(path)) return path;
+        if (std::filesystem::is_regular_file(path))
+            return path;
     }
     throw std::runtime_error(
         "no default font: install fonts-dejavu-core (DejaVuSans-Bold.ttf) or set "

@@ -8,8 +8,10 @@ namespace pv {
 namespace {
 
 char32_t upper(char32_t c) {
-    if (c >= U'a' && c <= U'z') return c - 32;
-    if (c >= 0xE0 && c <= 0xFE && c != 0xF7) return c - 32;
+    if (c >= U'a' && c <= U'z')
+        return c - 32;
+    if (c >= 0xE0 && c <= 0xFE && c != 0xF7)
+        return c - 32;
     if (c >= 0x100 && c <= 0x17F && (c % 2) == 1 && c != 0x131 && c != 0x138 && c != 0x149 &&
         c != 0x17F) {
         // Latin Extended-A pairs are even (upper) / odd (lower) except in 0x139..0x148
@@ -20,9 +22,12 @@ char32_t upper(char32_t c) {
     if (((c >= 0x139 && c <= 0x148) || (c >= 0x179 && c <= 0x17E)) && (c % 2) == 0) {
         return c - 1;
     }
-    if (c >= 0x3B1 && c <= 0x3C9 && c != 0x3C2) return c - 32;
-    if (c >= 0x430 && c <= 0x44F) return c - 32;
-    if (c >= 0x450 && c <= 0x45F) return c - 80;
+    if (c >= 0x3B1 && c <= 0x3C9 && c != 0x3C2)
+        return c - 32;
+    if (c >= 0x430 && c <= 0x44F)
+        return c - 32;
+    if (c >= 0x450 && c <= 0x45F)
+        return c - 80;
     return c;
 }
 
@@ -93,7 +98,8 @@ std::vector<TextItem> caption_items(const std::vector<CaptionLine>& lines, int w
         int size = static_cast<int>(std::lround(base_fontsize * scale));
         // Shrink a line that would not fit the caption box (0.62 em per glyph).
         double est = 0.62 * size * static_cast<double>(utf8_chars(line.text));
-        if (est > box_w) size = static_cast<int>(size * box_w / est);
+        if (est > box_w)
+            size = static_cast<int>(size * box_w / est);
         item.fontsize = std::max(6, size);
         item.color = "white";
         item.border_width = std::max(1, static_cast<int>(std::lround(4 * scale)));

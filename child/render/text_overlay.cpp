@@ -15,9 +15,11 @@ namespace {
 
 AVFilterContext* add_filter(AVFilterGraph* graph, const char* name, const char* label) {
     const AVFilter* f = avfilter_get_by_name(name);
-    if (!f) throw AvError(std::string("no ") + name + " filter", AVERROR_FILTER_NOT_FOUND);
+    if (!f)
+        throw AvError(std::string("no ") + name + " filter", AVERROR_FILTER_NOT_FOUND);
     AVFilterContext* ctx = avfilter_graph_alloc_filter(graph, f, label);
-    if (!ctx) throw std::bad_alloc();
+    if (!ctx)
+        throw std::bad_alloc();
     return ctx;
 }
 
@@ -57,7 +59,8 @@ std::vector<std::string> wrap_text(const std::string& text, int fontsize, int ma
             }
             line += (line.empty() ? "" : " ") + word;
         }
-        if (!line.empty()) lines.push_back(line);
+        if (!line.empty())
+            lines.push_back(line);
     }
     return lines;
 }
@@ -65,7 +68,8 @@ std::vector<std::string> wrap_text(const std::string& text, int fontsize, int ma
 TextPainter::TextPainter(int w, int h, int fps, const std::string& font_path,
                          const std::vector<TextItem>& items) {
     m_graph.reset(avfilter_graph_alloc());
-    if (!m_graph) throw std::bad_alloc();
+    if (!m_graph)
+        throw std::bad_alloc();
     m_graph->nb_threads = 1;
 
     m_src = add_filter(m_graph.get(), "buffer", "in");
@@ -97,8 +101,8 @@ TextPainter::TextPainter(int w, int h, int fps, const std::string& font_path,
         }
         if (item.start >= 0) {
             // Our own numbers only; the text never passes through an expression.
-            set_opt(dt, "enable", "gte(t," + number(item.start) + ")*lt(t," +
-                                      number(item.end) + ")");
+            set_opt(dt, "enable",
+                    "gte(t," + number(item.start) + ")*lt(t," + number(item.end) + ")");
         }
         av_check(avfilter_init_str(dt, nullptr), "drawtext init (" + font_path + ")");
         av_check(avfilter_link(last, 0, dt, 0), "link drawtext");

@@ -17,9 +17,9 @@ struct TextItem {
     std::string color = "white";  // any FFmpeg colour: name, #RRGGBB
     int border_width = 0;
     std::string border_color = "black";
-    int y = 0;           // top of the line box, in pixels
-    double start = -1;   // visible from this time (seconds); < 0 = always
-    double end = -1;     // visible until this time (exclusive)
+    int y = 0;          // top of the line box, in pixels
+    double start = -1;  // visible from this time (seconds); < 0 = always
+    double end = -1;    // visible until this time (exclusive)
 };
 
 class TextPainter {
@@ -40,6 +40,8 @@ private:
     AVFilterContext* m_sink = nullptr;  // owned by m_graph
 };
 
+/// Limitation: line widths are estimated from an average glyph width, not
+/// measured with FreeType, so a line of wide glyphs can touch the frame edge.
 /// Splits `text` on spaces into lines of at most `max_width` pixels, using an
 /// average glyph width of 0.62 em for the bold sans font (existing newlines
 /// are kept).

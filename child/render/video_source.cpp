@@ -37,16 +37,22 @@ VideoSource::VideoSource(const std::string& path, int width, int height, int fps
     m_in = open_input(path);
     const AVCodec* codec = nullptr;
     m_stream = av_find_best_stream(m_in.get(), AVMEDIA_TYPE_VIDEO, -1, -1, &codec, 0);
-    if (m_stream < 0 || !codec) throw std::runtime_error("cannot decode: no video stream");
+    if (m_stream < 0 || !codec)
+        throw std::runtime_error("cannot decode: no video stream");
     AVStream* st = m_in->streams[m_stream];
     m_tb = st->time_base;
     m_dec.reset(avcodec_alloc_context3(codec));
-    if (!m_dec) throw std::bad_alloc();
+    if (!m_dec)
+        throw std::bad_alloc();
     av_check(avcodec_parameters_to_context(m_dec.get(), st->codecpar), "cannot decode");
     m_dec->thread_count = 2;
     av_check(avcodec_open2(m_dec.get(), codec, nullptr), "cannot decode");
+    // Limitation: a clip's own soundtrack is not used (only narration and
+    // music are heard), and a rotation in the clip's display matrix is not
+    // applied (phone videos tagged "rotate=90" come out sideways).
     for (unsigned i = 0; i < m_in->nb_streams; ++i) {
-        if (static_cast<int>(i) != m_stream) m_in->streams[i]->discard = AVDISCARD_ALL;
+        if (static_cast<int>(i) != m_stream)
+            m_in->streams[i]->discard = AVDISCARD_ALL;
     }
 }
 
@@ -57,9 +63,12 @@ bool VideoSource::decode_one() {
         int rc = avcodec_receive_frame(m_dec.get(), frame.get());
         if (rc >= 0) {
             int64_t pts = frame->best_effort_timestamp;
-            if (pts == AV_NOPTS_VALUE) pts = frame->pts;
-            if (pts == AV_NOPTS_VALUE) pts = 0;
-            if (m_first_pts == AV_NOPTS_VALUE) m_first_pts = pts;
+            if (pts == AV_NOPTS_VALUE)
+                pts = frame->pts;
+            if (pts == AV_NOPTS_VALUE)
+                pts = 0;
+            if (m_first_pts == AV_NOPTS_VALUE)
+                m_first_pts = pts;
             m_pending_time = static_cast<double>(pts - m_first_pts) * av_q2d(m_tb);
             m_pending = std::move(frame);
             return true;
@@ -68,11 +77,13 @@ bool VideoSource::decode_one() {
             m_eof = true;
             return false;
         }
-        if (rc != AVERROR(EAGAIN)) av_check(rc, "cannot decode");
+        if (rc != AVERROR(EAGAIN))
+            av_check(rc, "cannot decode");
 
         rc = av_read_frame(m_in.get(), pkt.get());
         if (rc == AVERROR_EOF) {
-            if (!m_flushing) avcodec_send_packet(m_dec.get(), nullptr);
+            if (!m_flushing)
+                avcodec_send_packet(m_dec.get(), nullptr);
             m_flushing = true;
             continue;
         }
@@ -114,8 +125,7 @@ FramePtr VideoSource::convert(const AVFrame& f) {
     std::uint8_t* dst[4] = {
         out->data[0] + static_cast<std::ptrdiff_t>(y) * out->linesize[0] + x,
         out->data[1] + static_cast<std::ptrdiff_t>(y / 2) * out->linesize[1] + x / 2,
-        out->data[2] + static_cast<std::ptrdiff_t>(y / 2) * out->linesize[2] + x / 2,
-        nullptr};
+        out->data[2] + static_cast<std::ptrdiff_t>(y / 2) * out->linesize[2] + x / 2, nullptr};
     av_check(sws_scale(m_sws.get(), f.data, f.linesize, 0, f.height, dst, out->linesize),
              "cannot scale");
     return out;
@@ -126,14 +136,18 @@ FramePtr VideoSource::next() {
     // before t (half a frame of tolerance absorbs timestamp rounding).
     double t = static_cast<double>(m_out_index) / m_fps + 0.5 / m_fps;
     ++m_out_index;
-    if (!m_pending && !m_eof) decode_one();
+    if (!m_pending && !m_eof)
+        decode_one();
     FramePtr chosen;
     while (m_pending && (m_pending_time <= t || (!m_shown && !chosen))) {
         chosen = std::move(m_pending);
-        if (!m_eof) decode_one();
+        if (!m_eof)
+            decode_one();
     }
-    if (chosen) m_shown = convert(*chosen);
-    if (!m_shown) throw std::runtime_error("cannot decode: no video frame in file");
+    if (chosen)
+        m_shown = convert(*chosen);
+    if (!m_shown)
+        throw std::runtime_error("cannot decode: no video frame in file");
     FramePtr copy = make_frame();
     av_check(av_frame_ref(copy.get(), m_shown.get()), "av_frame_ref");
     return copy;
@@ -142,20 +156,24 @@ FramePtr VideoSource::next() {
 double VideoSource::measure_duration(const std::string& path) {
     InputCtxPtr in = open_input(path);
     int stream = av_find_best_stream(in.get(), AVMEDIA_TYPE_VIDEO, -1, -1, nullptr, 0);
-    if (stream < 0) throw std::runtime_error("cannot decode: no video stream");
+    if (stream < 0)
+        throw std::runtime_error("cannot decode: no video stream");
     AVRational tb = in->streams[stream]->time_base;
     PacketPtr pkt = make_packet();
     int64_t first = AV_NOPTS_VALUE;
     int64_t end = AV_NOPTS_VALUE;
     while (av_read_frame(in.get(), pkt.get()) >= 0) {
         if (pkt->stream_index == stream && pkt->pts != AV_NOPTS_VALUE) {
-            if (first == AV_NOPTS_VALUE || pkt->pts < first) first = pkt->pts;
+            if (first == AV_NOPTS_VALUE || pkt->pts < first)
+                first = pkt->pts;
             int64_t e = pkt->pts + std::max<int64_t>(pkt->duration, 0);
-            if (end == AV_NOPTS_VALUE || e > end) end = e;
+            if (end == AV_NOPTS_VALUE || e > end)
+                end = e;
         }
         av_packet_unref(pkt.get());
     }
-    if (first == AV_NOPTS_VALUE) throw std::runtime_error("cannot decode: no video frames");
+    if (first == AV_NOPTS_VALUE)
+        throw std::runtime_error("cannot decode: no video frames");
     return static_cast<double>(end - first) * av_q2d(tb);
 }
 

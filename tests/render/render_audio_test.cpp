@@ -28,7 +28,9 @@ double tone_amplitude(const std::vector<float>& s, double hz, double from, doubl
     return 2 * std::hypot(re, im) / static_cast<double>(b - a);
 }
 
-double db(double v) { return 20 * std::log10(v); }
+double db(double v) {
+    return 20 * std::log10(v);
+}
 
 constexpr double kFrame = 1.0 / 24;
 
@@ -39,10 +41,14 @@ TEST_CASE("the music bed keeps its level when the narration ends (no amix renorm
     // -6 dBFS sines: narration 1 kHz for 2 s, music 440 Hz for 8 s.
     std::string voice = dir.file("voice.wav");
     std::string music = dir.file("music.wav");
-    pvtest::run("ffmpeg -v error -y -f lavfi -i "
-                "'aevalsrc=0.5*sin(2*PI*1000*t)|0.5*sin(2*PI*1000*t):s=44100:d=2' " + voice);
-    pvtest::run("ffmpeg -v error -y -f lavfi -i "
-                "'aevalsrc=0.5*sin(2*PI*440*t)|0.5*sin(2*PI*440*t):s=44100:d=8' " + music);
+    pvtest::run(
+        "ffmpeg -v error -y -f lavfi -i "
+        "'aevalsrc=0.5*sin(2*PI*1000*t)|0.5*sin(2*PI*1000*t):s=44100:d=2' " +
+        voice);
+    pvtest::run(
+        "ffmpeg -v error -y -f lavfi -i "
+        "'aevalsrc=0.5*sin(2*PI*440*t)|0.5*sin(2*PI*440*t):s=44100:d=8' " +
+        music);
     pv::RenderJob job = image_job(dir, {media("images/Aqua.jpg")}, 270, 480, 6.0);
     job.files[0].narration = voice;
     job.files[0].music = music;
@@ -68,11 +74,11 @@ TEST_CASE("a narration_text scene lasts its speech plus 1.5 s") {
     TempDir dir;
     pv::RenderJob job = image_job(dir, {media("images/LadyBird.jpg")}, 270, 480, 3.0);
     job.request.scenes[0].duration.reset();
-    job.request.scenes[0].narration_text =
-        "Hello world, this is a short test of the narration.";
+    job.request.scenes[0].narration_text = "Hello world, this is a short test of the narration.";
     std::vector<std::string> stages;
     job.on_progress = [&](double, const std::string& stage) {
-        if (stages.empty() || stages.back() != stage) stages.push_back(stage);
+        if (stages.empty() || stages.back() != stage)
+            stages.push_back(stage);
     };
     pv::RenderResult result = pv::render(job);
 
@@ -155,10 +161,12 @@ TEST_CASE("a narration file longer than the scene's duration stretches the scene
     TempDir dir;
     std::string voice = dir.file("voice.mp3");
     // 4.2 s of MP3 without a Xing header; the length must come from samples.
-    pvtest::run("ffmpeg -v error -y -f lavfi -i 'aevalsrc=0.5*sin(2*PI*300*t):s=44100:d=4.2' "
-                "-c:a libmp3lame -b:a 64k -write_xing 0 " + voice);
-    pv::RenderJob job = image_job(dir, {media("images/Aqua.jpg"), media("images/Storm.jpg")},
-                                  270, 480, 3.0);
+    pvtest::run(
+        "ffmpeg -v error -y -f lavfi -i 'aevalsrc=0.5*sin(2*PI*300*t):s=44100:d=4.2' "
+        "-c:a libmp3lame -b:a 64k -write_xing 0 " +
+        voice);
+    pv::RenderJob job =
+        image_job(dir, {media("images/Aqua.jpg"), media("images/Storm.jpg")}, 270, 480, 3.0);
     job.files[0].narration = voice;
     pv::RenderResult result = pv::render(job);
     // Scene 0: the decoded narration (4.2 s plus the MP3 codec padding) plus

@@ -18,7 +18,8 @@ TEST_CASE("two 3 s image scenes with a 1 s crossfade last 5 s, 120 frames") {
         image_job(dir, {media("images/Aqua.jpg"), media("images/Storm.jpg")}, 270, 480, 3.0);
     std::vector<double> progress;
     job.on_progress = [&](double p, const std::string& stage) {
-        if (stage == "render") progress.push_back(p);
+        if (stage == "render")
+            progress.push_back(p);
     };
     pv::RenderResult result = pv::render(job);
     CHECK(result.frames == 120);

@@ -23,7 +23,8 @@ TempDir::TempDir() {
     std::string templ = std::string(base && *base ? base : "/tmp") + "/pvrender-test-XXXXXX";
     std::vector<char> buf(templ.begin(), templ.end());
     buf.push_back('\0');
-    if (!mkdtemp(buf.data())) throw std::runtime_error("mkdtemp failed");
+    if (!mkdtemp(buf.data()))
+        throw std::runtime_error("mkdtemp failed");
     m_path = buf.data();
 }
 
@@ -43,8 +44,8 @@ void run(const std::string& command) {
     REQUIRE(rc == 0);
 }
 
-pv::RenderJob image_job(const TempDir& dir, const std::vector<std::string>& images, int w,
-                        int h, double seconds) {
+pv::RenderJob image_job(const TempDir& dir, const std::vector<std::string>& images, int w, int h,
+                        double seconds) {
     pv::RenderJob job;
     job.request.output_filename = "out.mp4";
     job.request.width = w;
@@ -83,11 +84,19 @@ void add_exif_orientation(const std::string& path, int orientation) {
     std::vector<std::uint8_t> d = read_all(path);
     REQUIRE(d.size() > 4);
     // "Exif\0\0", then a big-endian TIFF header and one IFD with one SHORT entry.
-    std::vector<std::uint8_t> tiff = {'M', 'M', 0, 42, 0, 0, 0, 8,  // header, IFD at 8
-                                      0, 1,                         // one entry
-                                      0x01, 0x12, 0, 3, 0, 0, 0, 1,  // Orientation, SHORT, 1
-                                      0, static_cast<std::uint8_t>(orientation), 0, 0,
-                                      0, 0, 0, 0};  // no next IFD
+    std::vector<std::uint8_t> tiff = {'M',  'M',
+                                      0,    42,
+                                      0,    0,
+                                      0,    8,  // header, IFD at 8
+                                      0,    1,  // one entry
+                                      0x01, 0x12,
+                                      0,    3,
+                                      0,    0,
+                                      0,    1,  // Orientation, SHORT, 1
+                                      0,    static_cast<std::uint8_t>(orientation),
+                                      0,    0,
+                                      0,    0,
+                                      0,    0};  // no next IFD
     std::vector<std::uint8_t> app1 = {0xFF, 0xE1, 0, 0, 'E', 'x', 'i', 'f', 0, 0};
     app1.insert(app1.end(), tiff.begin(), tiff.end());
     std::size_t len = app1.size() - 2;
@@ -120,14 +129,15 @@ std::vector<std::string> top_level_atoms(const std::string& path) {
     std::vector<std::string> atoms;
     std::size_t pos = 0;
     while (pos + 8 <= d.size()) {
-        std::uint64_t size = (std::uint64_t(d[pos]) << 24) | (d[pos + 1] << 16) |
-                             (d[pos + 2] << 8) | d[pos + 3];
+        std::uint64_t size =
+            (std::uint64_t(d[pos]) << 24) | (d[pos + 1] << 16) | (d[pos + 2] << 8) | d[pos + 3];
         atoms.emplace_back(reinterpret_cast<const char*>(&d[pos + 4]), 4);
         if (size == 1 && pos + 16 <= d.size()) {
             size = 0;
             for (int k = 0; k < 8; ++k) size = (size << 8) | d[pos + 8 + k];
         }
-        if (size < 8) break;
+        if (size < 8)
+            break;
         pos += size;
     }
     return atoms;
@@ -166,9 +176,11 @@ FileInfo probe(const std::string& path) {
         StreamInfo& s = video ? info.video : info.audio;
         ++s.packets;
         std::int64_t e = pkt->pts + pkt->duration;
-        if (e > end[video]) end[video] = e;
+        if (e > end[video])
+            end[video] = e;
         double secs = e * av_q2d(st->time_base);
-        if (secs > s.duration) s.duration = secs;
+        if (secs > s.duration)
+            s.duration = secs;
         av_packet_unref(pkt.get());
     }
     auto atoms = top_level_atoms(path);
@@ -196,18 +208,21 @@ Rgb video_frame(const std::string& path, long index) {
     while (true) {
         int rc = avcodec_receive_frame(dec.get(), frame.get());
         if (rc == 0) {
-            if (seen++ == index) break;
+            if (seen++ == index)
+                break;
             av_frame_unref(frame.get());
             continue;
         }
         REQUIRE(rc != AVERROR_EOF);
-        if (flushing) FAIL("frame not found");
+        if (flushing)
+            FAIL("frame not found");
         if (av_read_frame(in.get(), pkt.get()) < 0) {
             avcodec_send_packet(dec.get(), nullptr);
             flushing = true;
             continue;
         }
-        if (pkt->stream_index == stream) avcodec_send_packet(dec.get(), pkt.get());
+        if (pkt->stream_index == stream)
+            avcodec_send_packet(dec.get(), pkt.get());
         av_packet_unref(pkt.get());
     }
     Rgb rgb;
@@ -216,9 +231,8 @@ Rgb video_frame(const std::string& path, long index) {
     // swscale's SIMD paths may write a little past the last row.
     rgb.data.resize(std::size_t(rgb.width) * rgb.height * 3 + std::size_t(rgb.width) * 3 + 256);
     pv::SwsPtr sws{sws_getContext(frame->width, frame->height,
-                                  static_cast<AVPixelFormat>(frame->format), rgb.width,
-                                  rgb.height, AV_PIX_FMT_RGB24, SWS_POINT, nullptr, nullptr,
-                                  nullptr)};
+                                  static_cast<AVPixelFormat>(frame->format), rgb.width, rgb.height,
+                                  AV_PIX_FMT_RGB24, SWS_POINT, nullptr, nullptr, nullptr)};
     sws_setColorspaceDetails(sws.get(), sws_getCoefficients(SWS_CS_ITU709), 0,
                              sws_getCoefficients(SWS_CS_ITU709), 1, 0, 1 << 16, 1 << 16);
     std::uint8_t* dst[4] = {rgb.data.data(), nullptr, nullptr, nullptr};

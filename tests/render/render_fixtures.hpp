@@ -32,8 +32,8 @@ std::string media(const std::string& relative);
 void run(const std::string& command);
 
 /// A job with one image scene per path, at w x h, writing into `dir`.
-pv::RenderJob image_job(const TempDir& dir, const std::vector<std::string>& images, int w,
-                        int h, double seconds);
+pv::RenderJob image_job(const TempDir& dir, const std::vector<std::string>& images, int w, int h,
+                        double seconds);
 
 /// Inserts an EXIF APP1 segment carrying Orientation=`orientation` right after
 /// the SOI marker of the JPEG at `path` (rewritten in place).

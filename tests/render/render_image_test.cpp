@@ -18,19 +18,31 @@ namespace {
 // orientation `o` is applied (the TIFF/EXIF definition of the tag).
 std::pair<int, int> upright_position(int o, int sx, int sy, int ws, int hs) {
     switch (o) {
-    case 2: return {ws - 1 - sx, sy};
-    case 3: return {ws - 1 - sx, hs - 1 - sy};
-    case 4: return {sx, hs - 1 - sy};
-    case 5: return {sy, sx};
-    case 6: return {hs - 1 - sy, sx};
-    case 7: return {hs - 1 - sy, ws - 1 - sx};
-    case 8: return {sy, ws - 1 - sx};
-    default: return {sx, sy};
+        case 2:
+            return {ws - 1 - sx, sy};
+        case 3:
+            return {ws - 1 - sx, hs - 1 - sy};
+        case 4:
+            return {sx, hs - 1 - sy};
+        case 5:
+            return {sy, sx};
+        case 6:
+            return {hs - 1 - sy, sx};
+        case 7:
+            return {hs - 1 - sy, ws - 1 - sx};
+        case 8:
+            return {sy, ws - 1 - sx};
+        default:
+            return {sx, sy};
     }
 }
 
-bool is_red(const std::uint8_t* p) { return p[0] > 80 && p[1] < 50 && p[2] < 50; }
-bool is_green(const std::uint8_t* p) { return p[1] > 80 && p[0] < 50 && p[2] < 50; }
+bool is_red(const std::uint8_t* p) {
+    return p[0] > 80 && p[1] < 50 && p[2] < 50;
+}
+bool is_green(const std::uint8_t* p) {
+    return p[1] > 80 && p[0] < 50 && p[2] < 50;
+}
 
 pv::RenderError render_error(const pv::RenderJob& job) {
     try {
@@ -59,7 +71,8 @@ TEST_CASE("EXIF orientation 1-8 is applied: rotations and mirrors") {
                     " -vf drawbox=x=0:y=0:w=160:h=160:color=red:t=fill,drawbox=x=" +
                     std::to_string(ws - 160) +
                     ":y=0:w=160:h=160:color=lime:t=fill -frames:v 1 -q:v 2 " + path);
-        if (o != 1) pvtest::add_exif_orientation(path, o);
+        if (o != 1)
+            pvtest::add_exif_orientation(path, o);
 
         pv::RenderJob job = image_job(dir, {path}, 270, 480, 0.25);
         job.poster_path.clear();
@@ -78,8 +91,10 @@ TEST_CASE("EXIF orientation 1-8 is applied: rotations and mirrors") {
 TEST_CASE("orientation 6 photo with a marker at stored (0,0) ends up top-right") {
     TempDir dir;
     std::string path = dir.file("rotated.jpg");
-    pvtest::run("ffmpeg -v error -y -f lavfi -i color=gray:s=1920x1080 -vf "
-                "drawbox=x=0:y=0:w=120:h=120:color=red:t=fill -frames:v 1 -q:v 2 " + path);
+    pvtest::run(
+        "ffmpeg -v error -y -f lavfi -i color=gray:s=1920x1080 -vf "
+        "drawbox=x=0:y=0:w=120:h=120:color=red:t=fill -frames:v 1 -q:v 2 " +
+        path);
     pvtest::add_exif_orientation(path, 6);
     pv::RenderJob job = image_job(dir, {path}, 270, 480, 0.25);
     pv::render(job);

@@ -48,10 +48,12 @@ Rgb reference(const TempDir& dir, const std::string& text, const std::string& na
     std::string txt = dir.file(name + ".txt");
     std::ofstream(txt, std::ios::binary) << text;
     std::string png = dir.file(name + ".png");
-    pvtest::run("ffmpeg -v error -y -f lavfi -i color=c=0x404040:s=540x960 -vf "
-                "\"drawtext=fontfile=" + pv::resolve_default_font() + ":textfile=" + txt +
-                ":expansion=none:fontsize=24:fontcolor=white:x=(w-text_w)/2:y=" +
-                std::to_string(y) + "\" -frames:v 1 " + png);
+    pvtest::run(
+        "ffmpeg -v error -y -f lavfi -i color=c=0x404040:s=540x960 -vf "
+        "\"drawtext=fontfile=" +
+        pv::resolve_default_font() + ":textfile=" + txt +
+        ":expansion=none:fontsize=24:fontcolor=white:x=(w-text_w)/2:y=" + std::to_string(y) +
+        "\" -frames:v 1 " + png);
     return pvtest::video_frame(png, 0);
 }
 
@@ -60,8 +62,7 @@ Rgb reference(const TempDir& dir, const std::string& text, const std::string& na
 TEST_CASE("drawtext special characters are drawn literally and do not change over time") {
     TempDir dir;
     std::string grey = dir.file("grey.jpg");
-    pvtest::run("ffmpeg -v error -y -f lavfi -i color=c=0x808080:s=1080x1920 -frames:v 1 " +
-                grey);
+    pvtest::run("ffmpeg -v error -y -f lavfi -i color=c=0x808080:s=1080x1920 -frames:v 1 " + grey);
     pv::RenderJob job = image_job(dir, {grey}, 540, 960, 2.0);
     job.crf = 12;
     job.request.scenes[0].text = pv::TextOverlay{kTricky, pv::TextPosition::Center, 48, "white"};

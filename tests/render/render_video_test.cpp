@@ -30,8 +30,10 @@ pv::RenderJob video_job(const TempDir& dir, const std::string& clip, std::option
 TEST_CASE("a 30 fps clip becomes 24 fps; its length comes from its packets") {
     TempDir dir;
     std::string clip = dir.file("clip.mp4");
-    pvtest::run("ffmpeg -v error -y -f lavfi -i testsrc=s=320x240:r=30:d=2 -pix_fmt yuv420p "
-                "-c:v libx264 -preset ultrafast " + clip);
+    pvtest::run(
+        "ffmpeg -v error -y -f lavfi -i testsrc=s=320x240:r=30:d=2 -pix_fmt yuv420p "
+        "-c:v libx264 -preset ultrafast " +
+        clip);
     pv::RenderJob job = video_job(dir, clip, std::nullopt);
     pv::RenderResult result = pv::render(job);
     CHECK(result.frames == 48);
@@ -66,8 +68,10 @@ TEST_CASE("a clip shorter than its scene holds its last frame; a longer one is t
 TEST_CASE("an image scene crossfades into a video scene") {
     TempDir dir;
     std::string clip = dir.file("clip.mp4");
-    pvtest::run("ffmpeg -v error -y -f lavfi -i testsrc=s=320x240:r=24:d=2 -pix_fmt yuv420p "
-                "-c:v libx264 -preset ultrafast " + clip);
+    pvtest::run(
+        "ffmpeg -v error -y -f lavfi -i testsrc=s=320x240:r=24:d=2 -pix_fmt yuv420p "
+        "-c:v libx264 -preset ultrafast " +
+        clip);
     pv::RenderJob job = video_job(dir, clip, std::nullopt);
     pv::Scene image;
     image.image = media("images/Aqua.jpg");
