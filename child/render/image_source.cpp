@@ -2,6 +2,7 @@
 #include "image_source.hpp"
 
 #include "image_probe.hpp"
+#include "orientation.hpp"
 #include "scaler.hpp"
 
 extern "C" {
@@ -93,51 +94,19 @@ FramePtr decode_first_picture(const std::string& path, ImageKind kind, int lowre
     throw std::runtime_error("cannot decode: no picture in file");
 }
 
-// How the stored pixels map to the upright picture, from the display matrix
-// libavcodec attaches for the EXIF Orientation tag: upright(x, y) reads
-// stored(sx, sy) with (u, v) = swap ? (y, x) : (x, y), sx = flip_x ? W-1-u : u
-// and sy = flip_y ? H-1-v : v.
-struct Orientation {
-    bool swap = false;
-    bool flip_x = false;
-    bool flip_y = false;
-};
-
 Orientation orientation_of(const AVFrame& f) {
     const AVFrameSideData* sd = av_frame_get_side_data(&f, AV_FRAME_DATA_DISPLAYMATRIX);
     if (!sd || sd->size < 9 * sizeof(std::int32_t))
         return {};
-    const auto* m = reinterpret_cast<const std::int32_t*>(sd->data);
-    auto sign = [](std::int32_t v) { return v > (1 << 15) ? 1 : (v < -(1 << 15) ? -1 : 0); };
-    int a = sign(m[0]), b = sign(m[1]), c = sign(m[3]), d = sign(m[4]);
-    if (a != 0 && d != 0 && b == 0 && c == 0)
-        return {false, a < 0, d < 0};
-    if (a == 0 && d == 0 && b != 0 && c != 0)
-        return {true, b < 0, c < 0};
-    // Limitation: a matrix that is not a multiple of 90 degrees (never written
-    // for EXIF) is ignored and the picture is used as stored.
-    return {};
+    return orientation_from_matrix(reinterpret_cast<const std::int32_t*>(sd->data));
 }
 
 // Rotates/mirrors a packed RGB24 picture into a new one.
 FramePtr reorient_rgb(const AVFrame& src, Orientation o) {
-    int out_w = o.swap ? src.height : src.width;
-    int out_h = o.swap ? src.width : src.height;
-    FramePtr dst = make_video_frame(out_w, out_h, AV_PIX_FMT_RGB24);
-    for (int y = 0; y < out_h; ++y) {
-        std::uint8_t* row = dst->data[0] + static_cast<std::ptrdiff_t>(y) * dst->linesize[0];
-        for (int x = 0; x < out_w; ++x) {
-            int u = o.swap ? y : x;
-            int v = o.swap ? x : y;
-            int sx = o.flip_x ? src.width - 1 - u : u;
-            int sy = o.flip_y ? src.height - 1 - v : v;
-            const std::uint8_t* p =
-                src.data[0] + static_cast<std::ptrdiff_t>(sy) * src.linesize[0] + sx * 3;
-            row[x * 3] = p[0];
-            row[x * 3 + 1] = p[1];
-            row[x * 3 + 2] = p[2];
-        }
-    }
+    FramePtr dst = make_video_frame(o.swap ? src.height : src.width,
+                                    o.swap ? src.width : src.height, AV_PIX_FMT_RGB24);
+    remap_plane(src.data[0], src.linesize[0], src.width, src.height, dst->data[0], dst->linesize[0],
+                o, 3);
     return dst;
 }
 
@@ -148,13 +117,15 @@ int even_at_least_2(double v) {
 // Multiplies brightness on limited-range YUV: scales luma above black and
 // chroma around neutral, which equals scaling R, G and B.
 void darken_yuv420(AVFrame& f, double factor) {
-    if (factor >= 0.999)
+    if (std::abs(factor - 1.0) < 1e-3)
         return;
     std::uint8_t luma[256];
     std::uint8_t chroma[256];
     for (int i = 0; i < 256; ++i) {
-        luma[i] = static_cast<std::uint8_t>(std::lround(16 + (i - 16) * factor));
-        chroma[i] = static_cast<std::uint8_t>(std::lround(128 + (i - 128) * factor));
+        luma[i] =
+            static_cast<std::uint8_t>(std::clamp(std::lround(16 + (i - 16) * factor), 0L, 255L));
+        chroma[i] =
+            static_cast<std::uint8_t>(std::clamp(std::lround(128 + (i - 128) * factor), 0L, 255L));
     }
     for (int p = 0; p < 3; ++p) {
         const std::uint8_t* lut = p == 0 ? luma : chroma;

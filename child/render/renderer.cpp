@@ -328,9 +328,9 @@ public:
                                                      plan.fps);
             });
         } else {
-            m_label =
-                scene_label(index, "image", scene.image.empty() ? scene.prompt_image : scene.image,
-                            files.image);
+            const bool generated = scene.image.empty() && !scene.prompt_image.empty();
+            m_label = generated ? scene_label(index, "promptImage", "", files.image)
+                                : scene_label(index, "image", scene.image, files.image);
             if (files.image.empty())
                 throw RenderError("asset", m_label + ": no file");
             ImageSceneParams params{plan.width, plan.height, job.request.zoom, job.request.darken,

@@ -47,9 +47,14 @@ VideoSource::VideoSource(const std::string& path, int width, int height, int fps
     av_check(avcodec_parameters_to_context(m_dec.get(), st->codecpar), "cannot decode");
     m_dec->thread_count = 2;
     av_check(avcodec_open2(m_dec.get(), codec, nullptr), "cannot decode");
-    // Limitation: a clip's own soundtrack is not used (only narration and
-    // music are heard), and a rotation in the clip's display matrix is not
-    // applied (phone videos tagged "rotate=90" come out sideways).
+    // Phone videos are stored sideways with a display matrix saying so.
+    size_t sd_size = 0;
+    const std::uint8_t* sd = av_stream_get_side_data(st, AV_PKT_DATA_DISPLAYMATRIX, &sd_size);
+    if (sd && sd_size >= 9 * sizeof(std::int32_t)) {
+        m_orient = orientation_from_matrix(reinterpret_cast<const std::int32_t*>(sd));
+    }
+    // Limitation: a clip's own soundtrack is not used; only narration and
+    // music are heard.
     for (unsigned i = 0; i < m_in->nb_streams; ++i) {
         if (static_cast<int>(i) != m_stream)
             m_in->streams[i]->discard = AVDISCARD_ALL;
@@ -107,17 +112,23 @@ FramePtr VideoSource::convert(const AVFrame& f) {
     out->colorspace = kOutputColorspace;
     fill_black(*out);
 
-    // Fit inside the frame ("contain"), honouring a non-square pixel aspect.
+    // Fit the upright picture inside the frame ("contain"), honouring a
+    // non-square pixel aspect.
     double sar = f.sample_aspect_ratio.num > 0 ? av_q2d(f.sample_aspect_ratio) : 1.0;
-    double shown_w = f.width * sar;
-    double scale = std::min(m_width / shown_w, static_cast<double>(m_height) / f.height);
-    int w = std::clamp(static_cast<int>(std::lround(shown_w * scale / 2)) * 2, 2, m_width);
-    int h = std::clamp(static_cast<int>(std::lround(f.height * scale / 2)) * 2, 2, m_height);
+    double stored_w = f.width * sar;
+    double upright_w = m_orient.swap ? f.height : stored_w;
+    double upright_h = m_orient.swap ? stored_w : f.height;
+    double scale = std::min(m_width / upright_w, m_height / upright_h);
+    int w = std::clamp(static_cast<int>(std::lround(upright_w * scale / 2)) * 2, 2, m_width);
+    int h = std::clamp(static_cast<int>(std::lround(upright_h * scale / 2)) * 2, 2, m_height);
     int x = ((m_width - w) / 2) & ~1;
     int y = ((m_height - h) / 2) & ~1;
+    // swscale works in stored orientation; the remap below turns it upright.
+    int scaled_w = m_orient.swap ? h : w;
+    int scaled_h = m_orient.swap ? w : h;
 
     if (!m_sws || m_sws_w != f.width || m_sws_h != f.height || m_sws_fmt != f.format) {
-        m_sws = make_scaler(f, f.width, f.height, w, h, AV_PIX_FMT_YUV420P);
+        m_sws = make_scaler(f, f.width, f.height, scaled_w, scaled_h, AV_PIX_FMT_YUV420P);
         m_sws_w = f.width;
         m_sws_h = f.height;
         m_sws_fmt = f.format;
@@ -126,8 +137,21 @@ FramePtr VideoSource::convert(const AVFrame& f) {
         out->data[0] + static_cast<std::ptrdiff_t>(y) * out->linesize[0] + x,
         out->data[1] + static_cast<std::ptrdiff_t>(y / 2) * out->linesize[1] + x / 2,
         out->data[2] + static_cast<std::ptrdiff_t>(y / 2) * out->linesize[2] + x / 2, nullptr};
-    av_check(sws_scale(m_sws.get(), f.data, f.linesize, 0, f.height, dst, out->linesize),
-             "cannot scale");
+    if (m_orient.identity()) {
+        av_check(sws_scale(m_sws.get(), f.data, f.linesize, 0, f.height, dst, out->linesize),
+                 "cannot scale");
+        return out;
+    }
+    FramePtr stored = make_video_frame(scaled_w, scaled_h, AV_PIX_FMT_YUV420P);
+    av_check(
+        sws_scale(m_sws.get(), f.data, f.linesize, 0, f.height, stored->data, stored->linesize),
+        "cannot scale");
+    for (int p = 0; p < 3; ++p) {
+        int pw = p == 0 ? scaled_w : scaled_w / 2;
+        int ph = p == 0 ? scaled_h : scaled_h / 2;
+        remap_plane(stored->data[p], stored->linesize[p], pw, ph, dst[p], out->linesize[p],
+                    m_orient, 1);
+    }
     return out;
 }
 

@@ -5,6 +5,7 @@
 #pragma once
 
 #include "av_ptr.hpp"
+#include "orientation.hpp"
 
 #include <string>
 
@@ -40,6 +41,7 @@ private:
     FramePtr m_shown;    // last frame chosen for output (converted)
     FramePtr m_pending;  // decoded, not yet shown
     double m_pending_time = 0;
+    Orientation m_orient;  // from the stream's display matrix
     SwsPtr m_sws;
     int m_sws_w = 0, m_sws_h = 0, m_sws_fmt = -1;
 };
