@@ -63,6 +63,9 @@ Reads the request JSON from --request FILE (or stdin) and behaves as its "fault"
   signal               raise a signal by number                signo
   alloc                allocate and touch memory 1 MiB a step  mb, step_mb, hold_seconds,
                        until done or OOM-killed                step_ms
+  alloc_helper         fork a helper that runs "alloc"; when   mb, step_mb
+                       the helper dies, report an error and
+                       exit 1 (the OOM victim is not the main process)
   grandchild           fork a setsid'd grandchild that sleeps  then (succeed|exit|hang),
                        forever, then finish                    code, pid_file, close_fds
   hang                 sleep forever
@@ -211,6 +214,7 @@ public:
             {"signal", [&] { return raise_signal(static_cast<int>(num(m_req, "signo", 15))); }},
             {"alloc", [&] { return alloc(); }},
             {"grandchild", [&] { return grandchild(); }},
+            {"alloc_helper", [&] { return alloc_helper(); }},
             {"hang", [&]() -> int { hang_forever(); }},
             {"ignore_sigterm", [&] { return ignore_sigterm(); }},
             {"stderr_flood", [&] { return stderr_flood(); }},
@@ -367,6 +371,25 @@ private:
         sleep_seconds(num(m_req, "hold_seconds", 0));
         m_events.result(result_body({{"allocated_mb", total / kMiB}}));
         return 0;
+    }
+
+    int alloc_helper() {
+        pid_t pid = ::fork();
+        if (pid < 0) return 1;
+        if (pid == 0) {
+            // The helper must not speak for the task: its events would be the
+            // main process's.
+            m_events = pv::EventWriter(-1);
+            ::_exit(alloc());
+        }
+        int status = 0;
+        while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+        }
+        std::string how = WIFSIGNALED(status)
+                              ? "killed by signal " + std::to_string(WTERMSIG(status))
+                              : "exited with " + std::to_string(WEXITSTATUS(status));
+        m_events.error("internal", "fault_child: helper " + how, false);
+        return 1;
     }
 
     int grandchild() {

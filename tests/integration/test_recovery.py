@@ -111,3 +111,24 @@ def test_leftovers_of_a_dead_supervisor_are_cleaned_at_startup(pv, fault):
         wait_until(lambda: not pid_alive(gc), 10, what=f"grandchild {gc} to be killed")
     assert pv.task(tid)["status"] == "failed"
     pv.assert_clean()
+
+
+def test_peer_recovers_tasks_of_a_dead_supervisor_after_lease(pv):
+    tid = pv.insert({"fault": "hang"}, max_attempts=1)
+    dead = pv.start("--heartbeat", "1", "--lease", "3")
+    child = pv.wait_running(tid)
+    peer = pv.start("--instance", pv.instance + "-peer", "--heartbeat", "1", "--lease", "3",
+                    "--poll-interval", "1")
+    dead.kill()
+    wait_until(lambda: not pid_alive(child), 10, what="the child to die with its supervisor")
+    started = time.monotonic()
+    task = pv.wait_status(tid, TERMINAL, timeout=60)
+    assert task["status"] == "failed", task
+    assert task["error_type"] == "worker_lost", task
+    assert time.monotonic() - started < 30
+    attempts = pv.attempts(tid)
+    assert len(attempts) == 1 and attempts[0]["outcome"] == "worker_lost", attempts
+    assert peer.stop() == 0, peer.tail()
+    # The dead instance's cgroups go when that instance starts again.
+    pv.run(timeout=60)
+    pv.assert_clean()

@@ -210,6 +210,16 @@ def test_memory_limit_oom_kill(pv):
     assert 48 * 2**20 <= a["peak_memory_bytes"] <= 80 * 2**20, a
 
 
+def test_oom_kill_of_a_helper_is_a_memory_failure(pv):
+    # The kernel kills a helper process, and the main process then reports an
+    # ordinary error and exits 1: the cgroup's OOM counter still decides.
+    _, task, attempts = run_one(pv, {"fault": "alloc_helper", "mb": 1024},
+                                env={"MEMORY_CRITICAL_THRESHOLD": 64,
+                                     "MEMORY_WARNING_THRESHOLD": 32})
+    check_failed(task, MEMORY_TEXT, "memory_limit")
+    check_attempt(pv, attempts[0], outcome="memory_limit", exit_code=1, oom=True)
+
+
 def test_memory_under_limit_completes(pv):
     _, task, attempts = run_one(pv, {"fault": "alloc", "mb": 40},
                                 env={"MEMORY_CRITICAL_THRESHOLD": 256,
@@ -252,6 +262,32 @@ def test_ignore_sigterm_times_out_and_is_killed(pv):
     a = attempts[0]
     check_attempt(pv, a, outcome="timeout", signo=9)
     assert 2.8 <= a["wall_seconds"] <= 15, a
+
+
+def test_stopped_child_times_out(pv):
+    # A SIGSTOPped child cannot act on SIGTERM; the grace SIGKILL must still end it.
+    tid = pv.insert({"fault": "hang"})
+    sup = pv.start("--task-timeout", "3", "--term-grace", "1")
+    child = pv.wait_running(tid)
+    os.kill(child, signal.SIGSTOP)
+    task = pv.wait_status(tid, TERMINAL, timeout=30)
+    assert task["error_type"] == "timeout", task
+    check_attempt(pv, pv.attempts(tid)[0], outcome="timeout", signo=9)
+    pv.assert_clean()
+    assert sup.stop() == 0, sup.tail()
+
+
+def test_externally_stopped_and_continued_child_completes(pv):
+    tid = pv.insert({"fault": "sleep_then_succeed", "seconds": 1.5})
+    sup = pv.start()
+    child = pv.wait_running(tid)
+    os.kill(child, signal.SIGSTOP)
+    time.sleep(1)
+    os.kill(child, signal.SIGCONT)
+    task = pv.wait_status(tid, TERMINAL, timeout=30)
+    check_completed(task)
+    pv.assert_clean()
+    assert sup.stop() == 0, sup.tail()
 
 
 def test_task_timeout_column_overrides_flag(pv):
