@@ -74,7 +74,9 @@ mkdir -p "$output" "$work"
 chmod 1777 "$output" "$work"
 
 # --- 3. database -------------------------------------------------------------------
+started_pg=0
 if [ -z "${DATABASE_URL:-}" ]; then
+    started_pg=1
     say "starting a private PostgreSQL in .state/pg"
     DATABASE_URL=$("$root/scripts/pg.sh" start "$state/pg")
 else
@@ -221,3 +223,6 @@ CPU time:
     $build/supervisor/pvctl/pvctl show TASK        (TASK: an id or its first 8 characters)
 Supervisor log (JSON lines): .state/demo-supervisor.log
 EOF
+if [ "$started_pg" = 1 ]; then
+    echo "The private PostgreSQL keeps running for that; stop it with: scripts/pg.sh stop .state/pg"
+fi
