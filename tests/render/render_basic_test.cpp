@@ -61,3 +61,30 @@ TEST_CASE("full size output is 1080x1920 yuv420p High, 24 fps, AAC 48 kHz stereo
     CHECK(std::abs(info.audio.duration - 2.0) <= 1.0 / 24);
     CHECK(info.moov_before_mdat);
 }
+
+TEST_CASE("an output that cannot be written is an encoding error and leaves nothing behind") {
+    TempDir dir;
+    pv::RenderJob job = image_job(dir, {media("images/Aqua.jpg")}, 270, 480, 0.5);
+    job.output_path = dir.file("missing/out.mp4");
+    try {
+        pv::render(job);
+        FAIL("no error");
+    } catch (const pv::RenderError& e) {
+        CHECK(e.error_type() == "encoding");
+        CHECK(std::string(e.what()).find("missing/out.mp4") != std::string::npos);
+    }
+    CHECK_FALSE(std::filesystem::exists(job.poster_path));
+}
+
+TEST_CASE("request size and frame rate override the defaults") {
+    TempDir dir;
+    pv::RenderJob job = image_job(dir, {media("images/GreenMeadow.jpg")}, 360, 640, 1.0);
+    job.request.fps = 30;
+    pv::RenderResult result = pv::render(job);
+    CHECK(result.frames == 30);
+    pvtest::FileInfo info = probe(job.output_path);
+    CHECK(info.video.width == 360);
+    CHECK(info.video.height == 640);
+    CHECK(info.video.fps == doctest::Approx(30.0));
+    CHECK(std::abs(info.audio.duration - 1.0) <= 1.0 / 30);
+}

@@ -20,7 +20,9 @@ namespace pvtest {
 
 TempDir::TempDir() {
     const char* base = std::getenv("TMPDIR");
-    std::string templ = std::string(base && *base ? base : "/tmp") + "/pvrender-test-XXXXXX";
+    // mkdtemp replaces the six trailing X characters.
+    std::string templ =
+        std::string(base && *base ? base : "/tmp") + "/pvrender-test-" + std::string(6, 'X');
     std::vector<char> buf(templ.begin(), templ.end());
     buf.push_back('\0');
     if (!mkdtemp(buf.data()))
