@@ -6,6 +6,7 @@
 #include "renderer.hpp"
 
 #include "audio_mix.hpp"
+#include "av_log_bridge.hpp"
 #include "av_ptr.hpp"
 #include "image_source.hpp"
 #include "muxer.hpp"
@@ -517,6 +518,8 @@ void remove_quietly(const std::string& path) {
 }  // namespace
 
 RenderResult render(const RenderJob& job) {
+    install_av_log_bridge();
+    reset_av_log_budget();
     try {
         return render_impl(job);
     } catch (const RenderError&) {
