@@ -95,6 +95,7 @@ def test_kill_random_children(pv, rng):
             assert task["status"] == "completed", task
             assert task["error"] is None and task["error_type"] is None, task
             assert a["outcome"] == "completed" and a["exit_code"] == 0, a
+    print(f"killed {len(killed)} children, {len(raced)} kills raced with a normal exit")
     assert len(raced) <= 2, f"too many kills raced with normal exits: {raced}"
 
     assert sup.stop() == 0, sup.tail()
@@ -118,4 +119,74 @@ def test_two_supervisors_share_one_queue(pv):
     assert len(workers) == 2, "both supervisors should have taken work"
     assert first.stop() == 0, first.tail()
     assert second.stop() == 0, second.tail()
+    pv.assert_clean()
+
+
+# (request, expected status, expected error_type, expected error: text, regex or None)
+MIXED = [
+    ({"fault": "succeed"}, "completed", None, None),
+    ({"fault": "sleep_then_succeed", "seconds": 1.5}, "completed", None, None),
+    ({"fault": "exit", "code": 3}, "failed", "exit_code", "Process exited with code 3"),
+    ({"fault": "sigsegv"}, "failed", "signal", "Process terminated by signal: SIGSEGV (SIG11)"),
+    ({"fault": "abort"}, "failed", "signal", "Process terminated by signal: SIGABRT (SIG6)"),
+    ({"fault": "alloc", "mb": 1024}, "failed", "memory_limit",
+     re.compile(r"^Memory limit exceeded: \d+\.\dMB$")),
+    ({"fault": "hang"}, "failed", "timeout", None),
+    ({"fault": "ignore_sigterm"}, "failed", "timeout", None),
+    ({"fault": "exit0_no_result"}, "failed", "protocol", None),
+    ({"fault": "grandchild", "close_fds": True}, "completed", None, None),
+    ({"fault": "stderr_flood", "bytes": 2_000_000}, "completed", None, None),
+    ({"fault": "error", "error_type": "asset", "message": "HTTP 404"}, "failed", "asset",
+     "HTTP 404"),
+]
+
+
+def test_mixed_faults_with_outside_kills(pv, rng):
+    """Every kind of death at once, four at a time, plus SIGKILLs from outside on
+    the sleeping ones: each task still ends with the reason its fault implies."""
+    sleeper = next(p for p in MIXED if p[0]["fault"] == "sleep_then_succeed")
+    plan = [rng.choice(MIXED) for _ in range(24)] + [sleeper] * 12
+    rng.shuffle(plan)
+    ids = pv.insert_many([p[0] for p in plan])
+    expected = dict(zip(ids, plan))
+    sleepers = {tid for tid, p in expected.items() if p[0]["fault"] == "sleep_then_succeed"}
+    sup = pv.start("--task-timeout", "3", "--term-grace", "1", max_children=4,
+                   env={"MEMORY_CRITICAL_THRESHOLD": 64, "MEMORY_WARNING_THRESHOLD": 32})
+
+    killed = {}
+    deadline = time.monotonic() + 150
+    while time.monotonic() < deadline:
+        if not pv.sql("SELECT 1 FROM tasks WHERE status IN ('pending', 'inprogress')"):
+            break
+        for task_id, pid in running_children(pv, sup):
+            if task_id in sleepers and task_id not in killed and rng.random() < 0.6 \
+                    and is_our_child(pv, pid, task_id):
+                os.kill(pid, signal.SIGKILL)
+                killed[task_id] = pid
+        time.sleep(rng.uniform(0.1, 0.4))
+
+    def all_terminal():
+        return pv.sql("SELECT count(*) AS n FROM tasks WHERE status = ANY(%s)",
+                      (list(TERMINAL),))[0]["n"] == len(ids)
+    wait_until(all_terminal, 60, interval=0.2, what="every task to end")
+
+    for tid in ids:
+        request, status, error_type, error = expected[tid]
+        task = pv.task(tid)
+        if tid in killed and task["status"] == "failed":
+            status, error_type, error = "failed", "signal", SIGKILL_TEXT
+        where = f"{request} -> {task}"
+        assert task["status"] == status, where
+        assert task["error_type"] == error_type, where
+        if isinstance(error, re.Pattern):
+            assert error.match(task["error"] or ""), where
+        elif error is not None:
+            assert task["error"] == error, where
+        elif status == "failed":
+            assert task["error"], where
+        assert len(pv.attempts(tid)) == 1, where
+    print(f"{len(ids)} tasks, {len(killed)} killed from outside")
+
+    wait_until(lambda: not zombie_children(sup.pid), 5, what="no zombie children")
+    assert sup.stop() == 0, sup.tail()
     pv.assert_clean()
