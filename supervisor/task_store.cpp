@@ -14,6 +14,7 @@ namespace pv {
 namespace {
 
 constexpr double kReconnectDelay = 1.0;
+constexpr double kConnectErrorLogEvery = 30.0;
 
 /// Forwards one LISTEN channel's payloads to a callback.
 class Receiver : public pqxx::notification_receiver {
@@ -135,12 +136,18 @@ bool TaskStore::ensure_connected() {
             on_socket_change(-1, m_conn->db->sock());
         // Anything may have happened while we were away.
         m_pending_notes.new_tasks = true;
+        m_last_connect_error_log = -1e9;
         log::info("Database connected");
         return true;
     } catch (const std::exception& e) {
         m_conn.reset();
-        m_next_connect = monotonic_seconds() + kReconnectDelay;
-        log::error("Database connection failed", {{"error_message", e.what()}});
+        double now = monotonic_seconds();
+        m_next_connect = now + kReconnectDelay;
+        // Retried every second during an outage; say so every 30 s, not every time.
+        if (now - m_last_connect_error_log >= kConnectErrorLogEvery) {
+            m_last_connect_error_log = now;
+            log::error("Database connection failed", {{"error_message", e.what()}});
+        }
         return false;
     }
 }

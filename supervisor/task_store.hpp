@@ -137,6 +137,7 @@ private:
     std::deque<DbWrite> m_queue;
     Journal* m_journal = nullptr;
     double m_next_connect = 0;
+    double m_last_connect_error_log = -1e9;
 };
 
 /// Adds connect_timeout=5 to a libpq URI or keyword conninfo.
