@@ -7,6 +7,19 @@ cd "$root"
 
 "$root/scripts/install-deps.sh"
 
+# Tests use real photographs and music from the shared media folder beside the
+# checkout (../shared/media); PV_MEDIA_DIR points elsewhere.
+if [ -z "${PV_MEDIA_DIR:-}" ]; then
+    for d in "$root/../shared/media" /work/shared/media; do
+        if [ -d "$d/images" ]; then PV_MEDIA_DIR=$(cd "$d" && pwd); break; fi
+    done
+fi
+if [ -z "${PV_MEDIA_DIR:-}" ] || [ ! -d "$PV_MEDIA_DIR/images" ]; then
+    echo "test.sh: the shared media folder (../shared/media) is missing; set PV_MEDIA_DIR" >&2
+    exit 1
+fi
+export PV_MEDIA_DIR
+
 build=${BUILD_DIR:-build}
 if [ ! -f "$build/build.ninja" ]; then
     meson setup "$build" --buildtype=debugoptimized
