@@ -588,3 +588,39 @@ def test_logs_are_json_with_task_fields(pv):
     assert any(r.get("error_message") == SIGKILL_TEXT for r in failed), failed
     assert log_records_for(sup, ok_id)
     pv.assert_clean()
+
+
+def test_sighup_is_logged_and_changes_nothing(pv):
+    tid = pv.insert({"fault": "sleep_then_succeed", "seconds": 2})
+    sup = pv.start()
+    pv.wait_running(tid)
+    sup.send(signal.SIGHUP)
+    task = pv.wait_status(tid, TERMINAL, timeout=30)
+    check_completed(task)
+    assert sup.alive(), sup.tail()
+    hup = [r for r in sup.logs() if "[SIGNAL]" in str(r.get("message", ""))
+           and "SIGHUP" in str(r.get("message", ""))]
+    assert hup, sup.tail()
+    assert sup.stop() == 0, sup.tail()
+    pv.assert_clean()
+
+
+def test_pending_task_with_cancel_requested_is_not_run(pv):
+    # A cancel request on a pending task is normally applied by the tool at once;
+    # a row left pending with the flag set must still never run, and must not keep
+    # --exit-when-idle waiting forever.
+    tid = pv.insert({"fault": "succeed"})
+    pv.sql("UPDATE tasks SET cancel_requested = true WHERE id = %s", (tid,))
+    pv.run(timeout=30)
+    task = pv.task(tid)
+    assert task["status"] in ("pending", "cancelled"), task
+    assert task["attempts"] == 0, task
+    assert pv.attempts(tid) == []
+    pv.assert_clean()
+
+
+def test_large_result_is_stored(pv):
+    big = "r" * 600_000
+    _, task, _ = run_one(pv, {"fault": "succeed", "output": big})
+    check_completed(task)
+    assert task["result"]["output"] == big
