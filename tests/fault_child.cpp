@@ -68,6 +68,9 @@ Reads the request JSON from --request FILE (or stdin) and behaves as its "fault"
                        exit 1 (the OOM victim is not the main process)
   grandchild           fork a setsid'd grandchild that sleeps  then (succeed|exit|hang),
                        forever, then finish                    code, pid_file, close_fds
+  spawn_helpers        fork helpers that sleep forever (until  count (100), then
+                       fork fails), then finish                (succeed|exit|hang)
+  progress_flood       many progress events, then succeed      count (100000)
   hang                 sleep forever
   ignore_sigterm       SIG_IGN SIGTERM (and SIGINT), then hang
   stderr_flood         write bytes to stderr, then succeed     bytes (10 MB), stream,
@@ -215,6 +218,8 @@ public:
             {"alloc", [&] { return alloc(); }},
             {"grandchild", [&] { return grandchild(); }},
             {"alloc_helper", [&] { return alloc_helper(); }},
+            {"spawn_helpers", [&] { return spawn_helpers(); }},
+            {"progress_flood", [&] { return progress_flood(); }},
             {"hang", [&]() -> int { hang_forever(); }},
             {"ignore_sigterm", [&] { return ignore_sigterm(); }},
             {"stderr_flood", [&] { return stderr_flood(); }},
@@ -370,6 +375,31 @@ private:
         }
         sleep_seconds(num(m_req, "hold_seconds", 0));
         m_events.result(result_body({{"allocated_mb", total / kMiB}}));
+        return 0;
+    }
+
+    int spawn_helpers() {
+        const int count = static_cast<int>(num(m_req, "count", 100));
+        int started = 0;
+        for (; started < count; ++started) {
+            pid_t pid = ::fork();
+            if (pid < 0) break;  // e.g. the task's pids limit
+            if (pid == 0) {
+                for (;;) ::pause();
+            }
+        }
+        m_events.progress(50, "helpers");
+        const std::string then = str(m_req, "then", "succeed");
+        if (then == "hang") hang_forever();
+        if (then == "exit") return static_cast<int>(num(m_req, "code", 1));
+        m_events.result(result_body({{"helpers", started}}));
+        return 0;
+    }
+
+    int progress_flood() {
+        const int count = static_cast<int>(num(m_req, "count", 100000));
+        for (int i = 0; i < count; ++i) m_events.progress(100.0 * i / count, "flood");
+        m_events.result(result_body({{"progress_events", count}}));
         return 0;
     }
 

@@ -624,3 +624,28 @@ def test_large_result_is_stored(pv):
     _, task, _ = run_one(pv, {"fault": "succeed", "output": big})
     check_completed(task)
     assert task["result"]["output"] == big
+
+
+@pytest.mark.parametrize("then", ["succeed", "exit"])
+def test_many_helpers_are_all_killed(pv, then):
+    _, task, attempts = run_one(pv, {"fault": "spawn_helpers", "count": 150, "then": then,
+                                     "code": 2})
+    if then == "succeed":
+        check_completed(task)
+        assert task["result"]["helpers"] > 0
+    else:
+        check_failed(task, "Process exited with code 2", "exit_code")
+
+
+def test_helpers_of_a_timed_out_task_are_all_killed(pv):
+    _, task, _ = run_one(pv, {"fault": "spawn_helpers", "count": 100, "then": "hang"},
+                         "--task-timeout", "2", "--term-grace", "1")
+    assert task["error_type"] == "timeout", task
+
+
+def test_progress_event_flood(pv):
+    started = time.monotonic()
+    _, task, attempts = run_one(pv, {"fault": "progress_flood", "count": 100_000})
+    check_completed(task)
+    assert time.monotonic() - started < 60
+    check_attempt(pv, attempts[0], outcome="completed", exit_code=0)
