@@ -51,7 +51,9 @@ Verdict supervisor_verdict(const DeathFacts& f) {
 }
 
 /// Rlimit mode: a failed attempt that ran close to the limit or reported an
-/// allocation failure is taken as a memory breach (a heuristic, logged as such).
+/// allocation failure is taken as a memory breach.
+// Limitation: without a cgroup this is a heuristic; a child that fails for another
+// reason right at the limit is reported as memory_limit.
 bool rlimit_breach(const DeathFacts& f, std::optional<std::uint64_t> peak) {
     if (!f.rlimit)
         return false;

@@ -374,7 +374,8 @@ std::optional<double> TaskStore::flush() {
                 disconnect();
             if (it->kind == "progress" || it->kind == "heartbeat" ||
                 it->kind == "attempt_started") {
-                // Superseded by the next one; not worth keeping.
+                // Limitation: progress, heartbeat and pid-at-start writes are not
+                // retried; the next one (or the final write) supersedes them.
                 log::warn("Database write dropped", fields);
                 it = m_queue.erase(it);
                 continue;
