@@ -67,7 +67,9 @@ Reads the request JSON from --request FILE (or stdin) and behaves as its "fault"
                        the helper dies, report an error and
                        exit 1 (the OOM victim is not the main process)
   grandchild           fork a setsid'd grandchild that sleeps  then (succeed|exit|hang),
-                       forever, then finish                    code, pid_file, close_fds
+                       forever, then finish                    code, pid_file, close_fds,
+                                                               setsid (false: own process
+                                                               group, same session)
   spawn_helpers        fork helpers that sleep forever (until  count (100), then
                        fork fails), then finish                (succeed|exit|hang)
   progress_flood       many progress events, then succeed      count (100000)
@@ -425,6 +427,7 @@ private:
     int grandchild() {
         const std::string pid_file = str(m_req, "pid_file", "");
         const bool close_fds = flag(m_req, "close_fds", false);
+        const bool stay_in_session = !flag(m_req, "setsid", true);
         int ready[2];
         if (::pipe2(ready, O_CLOEXEC) != 0) return 1;
         pid_t pid = ::fork();
@@ -433,7 +436,8 @@ private:
             // The grandchild leaves the task's session and, unless asked to close
             // them, keeps the event pipe and stdio open, as a careless helper would.
             ::close(ready[0]);
-            ::setsid();
+            if (stay_in_session) ::setpgid(0, 0);
+            else ::setsid();
             ::signal(SIGTERM, SIG_DFL);
             ::signal(SIGHUP, SIG_IGN);
             if (close_fds) {

@@ -400,16 +400,17 @@ class Harness:
         return pids
 
     def main_child(self, task_id, supervisor=None):
-        """The task's running main child: its pid from task_attempts when the
-        supervisor recorded it already, else found in /proc by command line."""
+        """The task's running main child once it has exec'd the child program:
+        the pid task_attempts records, else the one found in /proc by command line."""
+        ours = set(self.child_pids(task_id))
         rows = self.sql(
             "SELECT pid FROM task_attempts WHERE task_id = %s AND ended_at IS NULL"
             " AND pid IS NOT NULL ORDER BY attempt DESC LIMIT 1", (task_id,))
         if rows:
-            return rows[0]["pid"]
+            return rows[0]["pid"] if rows[0]["pid"] in ours else None
         sups = [supervisor] if supervisor else self.supervisors
         parents = {s.pid for s in sups}
-        for pid in self.child_pids(task_id):
+        for pid in ours:
             st = proc_stat(pid)
             if st and st[1] in parents:
                 return pid
