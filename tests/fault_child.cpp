@@ -43,7 +43,8 @@ using nlohmann::json;
 
 constexpr std::size_t kMiB = 1024 * 1024;
 
-constexpr const char* kUsage = R"(usage: fault_child [--request FILE] [--work-dir DIR] [--task-id ID]
+constexpr const char* kUsage =
+    R"(usage: fault_child [--request FILE] [--work-dir DIR] [--task-id ID]
                    [--event-fd N] [--marker ANY]
 Reads the request JSON from --request FILE (or stdin) and behaves as its "fault" says:
   succeed              progress events, then a result          steps, step_ms, output
@@ -97,9 +98,12 @@ struct Args {
 
 Args parse_args(int argc, char** argv) {
     Args args;
-    if (const char* env = std::getenv("PV_EVENT_FD"); env && *env) args.event_fd = std::atoi(env);
-    if (const char* env = std::getenv("PV_WORK_DIR"); env) args.work_dir = env;
-    if (const char* env = std::getenv("PV_TASK_ID"); env) args.task_id = env;
+    if (const char* env = std::getenv("PV_EVENT_FD"); env && *env)
+        args.event_fd = std::atoi(env);
+    if (const char* env = std::getenv("PV_WORK_DIR"); env)
+        args.work_dir = env;
+    if (const char* env = std::getenv("PV_TASK_ID"); env)
+        args.task_id = env;
     for (int i = 1; i < argc; ++i) {
         std::string_view a = argv[i];
         auto value = [&]() -> std::string {
@@ -135,7 +139,8 @@ std::string read_all(std::istream& in) {
 
 std::string read_file(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
-    if (!in) return {};
+    if (!in)
+        return {};
     return read_all(in);
 }
 
@@ -155,7 +160,8 @@ bool flag(const json& req, const char* key, bool fallback) {
 }
 
 void sleep_seconds(double seconds) {
-    if (seconds > 0) std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+    if (seconds > 0)
+        std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
 }
 
 [[noreturn]] void hang_forever() {
@@ -166,8 +172,10 @@ void sleep_seconds(double seconds) {
 bool write_all(int fd, const char* data, std::size_t size) {
     while (size > 0) {
         ssize_t n = ::write(fd, data, size);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return false;
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return false;
         data += n;
         size -= static_cast<std::size_t>(n);
     }
@@ -183,14 +191,19 @@ std::string read_stdin(double seconds) {
     for (;;) {
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
             deadline - std::chrono::steady_clock::now());
-        if (left.count() <= 0) break;
+        if (left.count() <= 0)
+            break;
         pollfd pfd{0, POLLIN, 0};
         int rc = ::poll(&pfd, 1, static_cast<int>(left.count()));
-        if (rc < 0 && errno == EINTR) continue;
-        if (rc <= 0) break;
+        if (rc < 0 && errno == EINTR)
+            continue;
+        if (rc <= 0)
+            break;
         ssize_t n = ::read(0, buf, sizeof buf);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
         text.append(buf, static_cast<std::size_t>(n));
     }
     return text;
@@ -235,7 +248,8 @@ public:
                            false);
             return 2;
         }
-        if (!flag(m_req, "quiet", false)) m_events.progress(1, "start");
+        if (!flag(m_req, "quiet", false))
+            m_events.progress(1, "start");
         return it->second();
     }
 
@@ -295,7 +309,8 @@ private:
     }
 
     void maybe_error_event() {
-        if (!m_req.contains("error_type")) return;
+        if (!m_req.contains("error_type"))
+            return;
         m_events.error(str(m_req, "error_type", "internal"),
                        str(m_req, "message", "fault_child: injected failure"),
                        flag(m_req, "retryable", false));
@@ -331,7 +346,8 @@ private:
     }
 
     int sigsegv() {
-        if (str(m_req, "method", "null") == "raise") return raise_signal(SIGSEGV);
+        if (str(m_req, "method", "null") == "raise")
+            return raise_signal(SIGSEGV);
         // The address comes from a volatile so the compiler cannot see a null
         // store and replace it with a trap instruction (SIGILL).
         static volatile std::uintptr_t address = 0;
@@ -360,11 +376,13 @@ private:
         while (static_cast<double>(total) < limit_mb * kMiB) {
             // mmap rather than malloc: nothing caches the pages, and every page
             // is written so it is charged to the cgroup at once.
-            void* p = ::mmap(nullptr, step, PROT_READ | PROT_WRITE,
-                             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            void* p =
+                ::mmap(nullptr, step, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
             if (p == MAP_FAILED) {
-                m_events.error("internal", "fault_child: mmap failed after " +
-                                               std::to_string(total / kMiB) + " MiB", false);
+                m_events.error(
+                    "internal",
+                    "fault_child: mmap failed after " + std::to_string(total / kMiB) + " MiB",
+                    false);
                 return 1;
             }
             std::memset(p, 0x5a, step);
@@ -385,15 +403,18 @@ private:
         int started = 0;
         for (; started < count; ++started) {
             pid_t pid = ::fork();
-            if (pid < 0) break;  // e.g. the task's pids limit
+            if (pid < 0)
+                break;  // e.g. the task's pids limit
             if (pid == 0) {
                 for (;;) ::pause();
             }
         }
         m_events.progress(50, "helpers");
         const std::string then = str(m_req, "then", "succeed");
-        if (then == "hang") hang_forever();
-        if (then == "exit") return static_cast<int>(num(m_req, "code", 1));
+        if (then == "hang")
+            hang_forever();
+        if (then == "exit")
+            return static_cast<int>(num(m_req, "code", 1));
         m_events.result(result_body({{"helpers", started}}));
         return 0;
     }
@@ -407,7 +428,8 @@ private:
 
     int alloc_helper() {
         pid_t pid = ::fork();
-        if (pid < 0) return 1;
+        if (pid < 0)
+            return 1;
         if (pid == 0) {
             // The helper must not speak for the task: its events would be the
             // main process's.
@@ -429,15 +451,19 @@ private:
         const bool close_fds = flag(m_req, "close_fds", false);
         const bool stay_in_session = !flag(m_req, "setsid", true);
         int ready[2];
-        if (::pipe2(ready, O_CLOEXEC) != 0) return 1;
+        if (::pipe2(ready, O_CLOEXEC) != 0)
+            return 1;
         pid_t pid = ::fork();
-        if (pid < 0) return 1;
+        if (pid < 0)
+            return 1;
         if (pid == 0) {
             // The grandchild leaves the task's session and, unless asked to close
             // them, keeps the event pipe and stdio open, as a careless helper would.
             ::close(ready[0]);
-            if (stay_in_session) ::setpgid(0, 0);
-            else ::setsid();
+            if (stay_in_session)
+                ::setpgid(0, 0);
+            else
+                ::setsid();
             ::signal(SIGTERM, SIG_DFL);
             ::signal(SIGHUP, SIG_IGN);
             if (close_fds) {
@@ -446,7 +472,8 @@ private:
                 ::dup2(devnull, 1);
                 ::dup2(devnull, 2);
                 for (int fd = 3; fd < 1024; ++fd) {
-                    if (fd != ready[1]) ::close(fd);
+                    if (fd != ready[1])
+                        ::close(fd);
                 }
             }
             if (!pid_file.empty()) {
@@ -466,8 +493,10 @@ private:
         m_events.progress(50, "grandchild");
 
         const std::string then = str(m_req, "then", "succeed");
-        if (then == "hang") hang_forever();
-        if (then == "exit") return static_cast<int>(num(m_req, "code", 1));
+        if (then == "hang")
+            hang_forever();
+        if (then == "exit")
+            return static_cast<int>(num(m_req, "code", 1));
         m_events.result(result_body({{"grandchild_pid", pid}}));
         return 0;
     }
@@ -490,8 +519,9 @@ private:
         while (written < bytes) {
             std::size_t n = std::min(chunk.size(), bytes - written);
             if (!write_all(fd, chunk.data(), n)) {
-                m_events.error("io", std::string("fault_child: flood write failed: ") +
-                                         std::strerror(errno), false);
+                m_events.error(
+                    "io", std::string("fault_child: flood write failed: ") + std::strerror(errno),
+                    false);
                 return 1;
             }
             written += n;
@@ -499,7 +529,8 @@ private:
         const std::string tail = "\nfault_child: flood done\n";
         write_all(fd, tail.data(), tail.size());
         std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
-        if (m_req.contains("code")) return static_cast<int>(num(m_req, "code", 1));
+        if (m_req.contains("code"))
+            return static_cast<int>(num(m_req, "code", 1));
         m_events.result(result_body({{"flood_bytes", written}, {"flood_seconds", took.count()}}));
         return 0;
     }
@@ -519,7 +550,8 @@ private:
 
     int bad_events() {
         auto raw = [&](const std::string& line) {
-            if (m_args.event_fd >= 0) write_all(m_args.event_fd, line.data(), line.size());
+            if (m_args.event_fd >= 0)
+                write_all(m_args.event_fd, line.data(), line.size());
         };
         raw("this is not json\n");
         raw("[1,2,3]\n");
@@ -549,8 +581,10 @@ private:
         json blocked_list = json::array();
         json ignored_list = json::array();
         for (int s = 1; s < NSIG; ++s) {
-            if (s == SIGKILL || s == SIGSTOP) continue;
-            if (sigismember(&blocked, s) == 1) blocked_list.push_back(s);
+            if (s == SIGKILL || s == SIGSTOP)
+                continue;
+            if (sigismember(&blocked, s) == 1)
+                blocked_list.push_back(s);
             struct sigaction sa {};
             if (::sigaction(s, nullptr, &sa) == 0 && sa.sa_handler == SIG_IGN) {
                 ignored_list.push_back(s);
@@ -559,8 +593,7 @@ private:
         json env = json::object();
         for (char** e = environ; *e; ++e) {
             std::string_view kv = *e;
-            if (kv.starts_with("PV_") || kv.starts_with("DATABASE_URL") ||
-                kv.starts_with("PG")) {
+            if (kv.starts_with("PV_") || kv.starts_with("DATABASE_URL") || kv.starts_with("PG")) {
                 auto eq = kv.find('=');
                 env[std::string(kv.substr(0, eq))] =
                     eq == std::string_view::npos ? "" : std::string(kv.substr(eq + 1));

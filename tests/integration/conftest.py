@@ -62,7 +62,8 @@ def _find_build_dir():
     if env:
         return Path(env)
     for cand in [REPO_ROOT / "build", *sorted(REPO_ROOT.glob("build-*"))]:
-        if (cand / "supervisor" / "supervisor").exists() and (cand / "tests" / "fault_child").exists():
+        built = cand / "supervisor" / "supervisor", cand / "tests" / "fault_child"
+        if all(p.exists() for p in built):
             return cand
     return REPO_ROOT / "build"
 

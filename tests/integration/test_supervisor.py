@@ -523,7 +523,7 @@ def test_shutdown_lets_short_task_finish(pv):
     pv.assert_clean()
 
 
-# --- progress, wakeups, concurrency, logs ----------------------------------------------------------
+# --- progress, wakeups, concurrency, logs ------------------------------------------------
 
 def test_progress_reaches_database(pv):
     tid = pv.insert({"fault": "slow_progress", "steps": 6, "interval": 0.8})
