@@ -7,6 +7,8 @@
 
 #include "error_type.hpp"
 #include "log.hpp"
+#include "sql_text.hpp"
+#include "uuid_text.hpp"
 
 namespace pv {
 
@@ -31,18 +33,9 @@ struct LossVerdict {
     std::optional<std::uint64_t> peak_bytes;
 };
 
-using Text = std::optional<std::string>;
-
-const char* arg(const Text& text) {
-    return text ? text->c_str() : nullptr;
-}
-
-template <class T>
-Text text_of(const std::optional<T>& value) {
-    if (!value)
-        return std::nullopt;
-    return pqxx::to_string(*value);
-}
+using sql::Text;
+using sql::arg;
+using sql::text_of;
 
 OrphanTask lost_task_from_row(const pqxx::row& row) {
     OrphanTask t;
@@ -114,16 +107,6 @@ bool resolve_lost(pqxx::work& tx, const OrphanTask& t, const LossVerdict& v) {
     return changed;
 }
 
-bool is_uuid_text(std::string_view s) {
-    if (s.size() != 36)
-        return false;
-    for (std::size_t i = 0; i < s.size(); ++i) {
-        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-        if (dash ? s[i] != '-' : !std::isxdigit(static_cast<unsigned char>(s[i])))
-            return false;
-    }
-    return true;
-}
 
 }  // namespace
 

@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "log.hpp"
+#include "sql_text.hpp"
 
 namespace pv {
 
@@ -13,20 +14,9 @@ namespace {
 
 using nlohmann::json;
 
-// pqxx 6 passes a null `const char*` as SQL NULL; these keep the optional
-// values alive as text for the duration of one statement.
-using Text = std::optional<std::string>;
-
-const char* arg(const Text& text) {
-    return text ? text->c_str() : nullptr;
-}
-
-template <class T>
-Text text_of(const std::optional<T>& value) {
-    if (!value)
-        return std::nullopt;
-    return pqxx::to_string(*value);
-}
+using sql::Text;
+using sql::arg;
+using sql::text_of;
 
 Text text_of(const std::string& value) {
     if (value.empty())

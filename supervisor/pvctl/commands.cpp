@@ -7,6 +7,7 @@
 #include "migrations.hpp"
 #include "request.hpp"
 #include "text_output.hpp"
+#include "uuid_text.hpp"
 
 #include <fmt/format.h>
 
@@ -162,16 +163,6 @@ void print_task_text(const json& t, const json& attempts, bool with_stderr) {
     for (const auto& a : attempts) print_attempt_text(a, with_stderr);
 }
 
-bool is_uuid(const std::string& s) {
-    if (s.size() != 36)
-        return false;
-    for (std::size_t i = 0; i < s.size(); ++i) {
-        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-        if (dash ? s[i] != '-' : !std::isxdigit(static_cast<unsigned char>(s[i])))
-            return false;
-    }
-    return true;
-}
 
 std::string status_of(pqxx::transaction_base& tx, const std::string& id) {
     auto r = tx.exec_params("SELECT status FROM tasks WHERE id = $1::uuid", id);
@@ -192,7 +183,7 @@ std::string resolve_task_id(pqxx::transaction_base& tx, const std::string& arg) 
                                        "4 characters)",
                                        truncate(arg, 40)));
     }
-    if (is_uuid(id)) {
+    if (is_uuid_text(id)) {
         if (status_of(tx, id).empty())
             throw CommandError(ExitCode::NotFound, "no task " + id);
         return id;
