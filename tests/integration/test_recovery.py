@@ -132,3 +132,26 @@ def test_peer_recovers_tasks_of_a_dead_supervisor_after_lease(pv):
     # The dead instance's cgroups go when that instance starts again.
     pv.run(timeout=60)
     pv.assert_clean()
+
+
+def test_outcome_survives_outage_and_restart_through_the_journal(pv, postgres):
+    # The child finishes while the database is away, then the supervisor is told
+    # to stop before it could write: the next life must replay the outcome.
+    tid = pv.insert({"fault": "sleep_then_succeed", "seconds": 1.5})
+    first = pv.start("--db-retry-attempts", "2", "--db-retry-delay", "0.5",
+                     "--shutdown-grace", "5")
+    child = pv.wait_running(tid)
+    postgres.pause()
+    try:
+        wait_until(lambda: not pid_alive(child), 20, what="the child to finish")
+        time.sleep(1)
+        first.stop(signal.SIGTERM, timeout=60)
+    finally:
+        postgres.resume()
+    pv.run(timeout=60)
+    task = pv.task(tid)
+    assert task["status"] == "completed", task
+    attempts = pv.attempts(tid)
+    assert len(attempts) == 1 and attempts[0]["outcome"] == "completed", attempts
+    assert attempts[0]["exit_code"] == 0
+    pv.assert_clean()
