@@ -12,7 +12,8 @@ namespace {
 
 std::optional<std::string> string_field(const nlohmann::json& obj, const char* key) {
     auto it = obj.find(key);
-    if (it == obj.end() || !it->is_string()) return std::nullopt;
+    if (it == obj.end() || !it->is_string())
+        return std::nullopt;
     return it->get<std::string>();
 }
 
@@ -36,7 +37,8 @@ std::optional<ChildEvent> parse_event_line(std::string_view line, std::string& w
             return std::nullopt;
         }
         double pct = it->get<double>();
-        if (!std::isfinite(pct)) pct = 0;
+        if (!std::isfinite(pct))
+            pct = 0;
         ProgressEvent ev;
         ev.percent = std::fmin(100.0, std::fmax(0.0, pct));
         ev.stage = string_field(obj, "stage").value_or("");
@@ -82,13 +84,15 @@ void EventWriter::error(std::string_view error_type, std::string_view message, b
 }
 
 void EventWriter::write_line(const nlohmann::json& obj) {
-    if (m_fd < 0) return;
+    if (m_fd < 0)
+        return;
     std::string line = obj.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     line.push_back('\n');
     std::size_t off = 0;
     while (off < line.size()) {
         ssize_t n = ::write(m_fd, line.data() + off, line.size() - off);
-        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && errno == EINTR)
+            continue;
         if (n <= 0) {
             // The supervisor went away; further events have nowhere to go.
             m_fd = -1;

@@ -30,7 +30,8 @@ std::string iso_time_now() {
 std::string text_value(const nlohmann::json& v) {
     if (v.is_string()) {
         const auto& s = v.get_ref<const std::string&>();
-        if (s.find_first_of(" \"=") == std::string::npos && !s.empty()) return s;
+        if (s.find_first_of(" \"=") == std::string::npos && !s.empty())
+            return s;
         return v.dump();
     }
     return v.dump();
@@ -39,11 +40,14 @@ std::string text_value(const nlohmann::json& v) {
 }  // namespace
 
 Format parse_format(std::string_view name) {
-    if (name == "auto") return Format::Auto;
-    if (name == "json") return Format::Json;
-    if (name == "text") return Format::Text;
-    throw std::invalid_argument("log format must be auto, json or text, not '" +
-                                std::string(name) + "'");
+    if (name == "auto")
+        return Format::Auto;
+    if (name == "json")
+        return Format::Json;
+    if (name == "text")
+        return Format::Text;
+    throw std::invalid_argument("log format must be auto, json or text, not '" + std::string(name) +
+                                "'");
 }
 
 void setup(Format format, spdlog::level::level_enum level, bool to_stderr) {
@@ -66,7 +70,8 @@ void setup(Format format, spdlog::level::level_enum level, bool to_stderr) {
 void event(spdlog::level::level_enum level, std::string_view message,
            const nlohmann::json& fields) {
     auto logger = spdlog::default_logger_raw();
-    if (!logger->should_log(level)) return;
+    if (!logger->should_log(level))
+        return;
     if (g_json) {
         nlohmann::json obj = nlohmann::json::object();
         obj["time"] = iso_time_now();
@@ -76,8 +81,8 @@ void event(spdlog::level::level_enum level, std::string_view message,
         if (fields.is_object()) {
             for (auto it = fields.begin(); it != fields.end(); ++it) obj[it.key()] = it.value();
         }
-        logger->log(level, "{}", obj.dump(-1, ' ', false,
-                                          nlohmann::json::error_handler_t::replace));
+        logger->log(level, "{}",
+                    obj.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
         return;
     }
     std::string line(message);

@@ -3,8 +3,8 @@
 // not a terminal and readable text when it is.
 #pragma once
 
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include <string>
 #include <string_view>

@@ -15,7 +15,8 @@ namespace pv {
 /// Throws std::system_error naming `what` when `rc` is negative; returns rc.
 template <class T>
 T check_sys(T rc, const std::string& what) {
-    if (rc < 0) throw_sys(what);
+    if (rc < 0)
+        throw_sys(what);
     return rc;
 }
 

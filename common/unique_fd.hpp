@@ -24,7 +24,8 @@ public:
     explicit operator bool() const noexcept { return m_fd >= 0; }
     int release() noexcept { return std::exchange(m_fd, -1); }
     void reset(int fd = -1) noexcept {
-        if (m_fd >= 0) ::close(m_fd);
+        if (m_fd >= 0)
+            ::close(m_fd);
         m_fd = fd;
     }
 

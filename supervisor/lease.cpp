@@ -33,8 +33,8 @@ struct LossVerdict {
     std::optional<std::uint64_t> peak_bytes;
 };
 
-using sql::Text;
 using sql::arg;
+using sql::Text;
 using sql::text_of;
 
 OrphanTask lost_task_from_row(const pqxx::row& row) {
@@ -106,7 +106,6 @@ bool resolve_lost(pqxx::work& tx, const OrphanTask& t, const LossVerdict& v) {
     }
     return changed;
 }
-
 
 }  // namespace
 

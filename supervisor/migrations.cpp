@@ -120,7 +120,9 @@ CREATE INDEX workers_heartbeat_idx ON workers (heartbeat_at) WHERE stopped_at IS
 
 }  // namespace
 
-int latest_schema_version() { return kMigrations.back().version; }
+int latest_schema_version() {
+    return kMigrations.back().version;
+}
 
 int run_migrations(pqxx::connection& conn) {
     {
@@ -136,9 +138,9 @@ int run_migrations(pqxx::connection& conn) {
         pqxx::work tx(conn);
         // One migrator at a time across all supervisors and tools.
         tx.exec("SELECT pg_advisory_xact_lock(7270101)");
-        auto done = tx.exec_params("SELECT 1 FROM schema_migrations WHERE version = $1",
-                                   m.version);
-        if (!done.empty()) continue;
+        auto done = tx.exec_params("SELECT 1 FROM schema_migrations WHERE version = $1", m.version);
+        if (!done.empty())
+            continue;
         tx.exec0(m.sql);
         tx.exec_params0("INSERT INTO schema_migrations (version) VALUES ($1)", m.version);
         tx.commit();

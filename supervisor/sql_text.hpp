@@ -12,7 +12,9 @@ namespace pv::sql {
 
 using Text = std::optional<std::string>;
 
-inline const char* arg(const Text& text) { return text ? text->c_str() : nullptr; }
+inline const char* arg(const Text& text) {
+    return text ? text->c_str() : nullptr;
+}
 
 template <class T>
 Text text_of(const std::optional<T>& value) {

@@ -14,8 +14,8 @@ namespace {
 
 using nlohmann::json;
 
-using sql::Text;
 using sql::arg;
+using sql::Text;
 using sql::text_of;
 
 Text text_of(const std::string& value) {

@@ -30,19 +30,19 @@ private:
 
 /// Local files for one scene, after downloading (empty = not used).
 struct SceneFiles {
-    std::string image;      // image or generated promptImage
+    std::string image;  // image or generated promptImage
     std::string video;
     std::string narration;  // audio file
     std::string music;      // audio file
 };
 
 struct RenderJob {
-    Request request;                 // validated
-    std::vector<SceneFiles> files;   // one per request.scenes entry
-    std::string work_dir;            // scratch space (narration WAVs, etc.)
-    std::string output_path;         // final MP4 path to write (a temp name; caller renames)
-    std::string poster_path;         // JPEG of the first frame ("" = none)
-    std::string font_path;           // resolved at startup (absolute)
+    Request request;                // validated
+    std::vector<SceneFiles> files;  // one per request.scenes entry
+    std::string work_dir;           // scratch space (narration WAVs, etc.)
+    std::string output_path;        // final MP4 path to write (a temp name; caller renames)
+    std::string poster_path;        // JPEG of the first frame ("" = none)
+    std::string font_path;          // resolved at startup (absolute)
     std::string x264_preset = "veryfast";
     int crf = 23;
     /// Called with (percent 0..100, stage) as work advances.

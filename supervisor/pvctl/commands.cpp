@@ -163,7 +163,6 @@ void print_task_text(const json& t, const json& attempts, bool with_stderr) {
     for (const auto& a : attempts) print_attempt_text(a, with_stderr);
 }
 
-
 std::string status_of(pqxx::transaction_base& tx, const std::string& id) {
     auto r = tx.exec_params("SELECT status FROM tasks WHERE id = $1::uuid", id);
     return r.empty() ? std::string() : r[0][0].as<std::string>();
