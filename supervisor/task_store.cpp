@@ -346,10 +346,11 @@ void TaskStore::enqueue(DbWrite write) {
 
 std::optional<double> TaskStore::flush() {
     double now = monotonic_seconds();
-    // Journaled writes are older than anything queued, so they go first.
-    if (m_journal && !m_journal->empty() && !replay_journal_now()) {
-        return m_queue.empty() ? std::optional<double>(m_retry_delay) : std::nullopt;
-    }
+    // Journaled writes are older than anything queued, so they go first. While
+    // they cannot be replayed, queued writes count a failed try without being
+    // applied (keeping the order), so they too end in the journal after their
+    // retries and a stopping supervisor can exit.
+    const bool replay_blocked = m_journal && !m_journal->empty() && !replay_journal_now();
     for (auto it = m_queue.begin(); it != m_queue.end();) {
         if (it->next_try > now) {
             ++it;
@@ -359,6 +360,8 @@ std::optional<double> TaskStore::flush() {
         if (it->args.contains("task_id"))
             fields["task_id"] = it->args["task_id"];
         try {
+            if (replay_blocked)
+                throw pqxx::broken_connection("journal not replayed yet");
             if (!ensure_connected())
                 throw pqxx::broken_connection("database unreachable");
             apply(*it);
@@ -401,7 +404,7 @@ std::optional<double> TaskStore::flush() {
         }
     }
     if (m_queue.empty())
-        return std::nullopt;
+        return replay_blocked ? std::optional<double>(m_retry_delay) : std::nullopt;
     double next = m_queue.front().next_try;
     for (const auto& w : m_queue) next = std::min(next, w.next_try);
     return std::max(0.0, next - now);
