@@ -133,7 +133,8 @@ def write_dat(name, series):
 def plot(script, png):
     if not shutil.which("gnuplot"):
         return False
-    full = f'set terminal pngcairo size 900,540 font "DejaVu Sans,11"\nset output "{png}"\n' + script
+    full = (f'set terminal pngcairo noenhanced size 900,540 font "DejaVu Sans,11"\n'
+            f'set output "{png}"\n' + script)
     try:
         subprocess.run(["gnuplot"], input=full, text=True, cwd=PLOTS, check=True,
                        capture_output=True)
@@ -247,7 +248,7 @@ def main():
         add("")
         png = cdf_plot("kill-latency.png", "SIGKILL -> death recorded", "milliseconds",
                        [("ours: finished_at", ours_kill), ("ours: commit seen", ours_kill_seen)]
-                       + [(f"{label}: failed registry / row", peer_kill_seen[p])
+                       + [(f"{label}: failure recorded, seen", peer_kill_seen[p])
                           for p, label in PEERS])
         if png:
             add(f"![kill latency]({png})\n")
