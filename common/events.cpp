@@ -3,12 +3,40 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
+
+#include "text_excerpt.hpp"
 
 namespace pv {
 
 namespace {
+
+constexpr int kMaxEventDepth = 64;
+
+/// Deepest nesting of [ and { outside JSON strings (a bound, not a parse).
+int nesting_depth(std::string_view text) {
+    int depth = 0, deepest = 0;
+    bool in_string = false, escaped = false;
+    for (char c : text) {
+        if (in_string) {
+            if (escaped)
+                escaped = false;
+            else if (c == '\\')
+                escaped = true;
+            else if (c == '"')
+                in_string = false;
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == '[' || c == '{') {
+            deepest = std::max(deepest, ++depth);
+        } else if (c == ']' || c == '}') {
+            --depth;
+        }
+    }
+    return deepest;
+}
 
 std::optional<std::string> string_field(const nlohmann::json& obj, const char* key) {
     auto it = obj.find(key);
@@ -20,6 +48,12 @@ std::optional<std::string> string_field(const nlohmann::json& obj, const char* k
 }  // namespace
 
 std::optional<ChildEvent> parse_event_line(std::string_view line, std::string& why) {
+    // A deeply nested body parses, but storing or logging it (dump) recurses once
+    // per level; a child must not be able to overflow the supervisor's stack.
+    if (nesting_depth(line) > kMaxEventDepth) {
+        why = "nested deeper than " + std::to_string(kMaxEventDepth) + " levels";
+        return std::nullopt;
+    }
     auto obj = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
     if (obj.is_discarded() || !obj.is_object()) {
         why = "not a JSON object";
@@ -62,7 +96,7 @@ std::optional<ChildEvent> parse_event_line(std::string_view line, std::string& w
         ev.retryable = r != obj.end() && r->is_boolean() && r->get<bool>();
         return ev;
     }
-    why = "unknown event type \"" + type->substr(0, 40) + "\"";
+    why = "unknown event type \"" + utf8_prefix(*type, 40) + "\"";
     return std::nullopt;
 }
 

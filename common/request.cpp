@@ -10,6 +10,8 @@
 #include <cstdlib>
 #include <string_view>
 
+#include "text_excerpt.hpp"
+
 namespace pv {
 
 namespace {
@@ -154,7 +156,7 @@ std::string source(const Fields& f, std::string_view key) {
         std::string scheme = s->substr(0, colon);
         for (auto& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
         if (scheme != "http" && scheme != "https" && scheme != "file") {
-            f.fail(key, "unsupported URL scheme '" + scheme.substr(0, 20) +
+            f.fail(key, "unsupported URL scheme '" + utf8_prefix(scheme, 20) +
                             "' (use http, https, file or a path)");
         }
         if (s->size() == colon + 3)
@@ -235,7 +237,7 @@ Scene parse_scene(const json& v, const std::string& path, const RequestLimits& l
     } else if (*type == "video") {
         scene.type = SceneType::Video;
     } else {
-        f.fail("type", "must be image or video, got \"" + type->substr(0, 16) + "\"");
+        f.fail("type", "must be image or video, got \"" + utf8_prefix(*type, 16) + "\"");
     }
 
     scene.image = source(f, "image");

@@ -41,6 +41,13 @@ done
 # --- 2. where things live ----------------------------------------------------------
 state=$root/.state
 mkdir -p "$state"
+
+# One demo at a time per checkout: two would share the supervisor's journal.
+exec 9>"$state/demo.lock"
+if ! flock -n 9; then
+    echo "demo: another scripts/demo.sh is running in this checkout; wait for it to finish" >&2
+    exit 1
+fi
 log=$state/demo-supervisor.log
 media=$root/examples/media
 base=$state
@@ -93,7 +100,20 @@ stop_supervisor() {
         wait "$sup_pid" 2>/dev/null || true
     fi
 }
-trap 'stop_supervisor; exit 130' INT TERM
+interrupted=
+trap 'interrupted=1; stop_supervisor' INT TERM
+
+# Stops the demo when Ctrl-C reached it or only the supervisor (which then
+# shuts down gracefully and exits 0 with tasks left pending).
+check_interrupted() {  # check_interrupted FIRST_ID_INDEX
+    local left
+    left=$("$pvctl" list --json --limit 200 2>/dev/null | python3 -c "$count_py" "${ids[@]:$1}" \
+           | grep -E 'pending|running' || true)
+    if [ -n "$interrupted" ] || [ -n "$left" ]; then
+        echo "demo: interrupted before the queue was drained (${left:-stopped}); run it again to go on" >&2
+        exit 130
+    fi
+}
 
 declare -a ids=() names=()
 
@@ -173,12 +193,15 @@ enqueue broken-missing-photo --max-attempts 1
 
 say "rendering with build/supervisor/supervisor --max-children 2 (log: .state/demo-supervisor.log)"
 run_supervisor 0
+check_interrupted 0
 
-# Only this task runs in the second pass, under a per-task limit it cannot meet.
+# The second pass runs under a limit this sample cannot meet (and so would any
+# other pending task of a shared DATABASE_URL: the demo drains the whole queue).
 say "rendering memory-hungry-4k under a 60 MB memory limit (MEMORY_CRITICAL_THRESHOLD=60)"
 second=${#ids[@]}
 enqueue memory-hungry-4k --max-attempts 1
 run_supervisor "$second" --memory-limit 60 --memory-warning 40
+check_interrupted "$second"
 trap - INT TERM
 
 # Formats the final table from lines "SAMPLE<TAB>pvctl show --json".

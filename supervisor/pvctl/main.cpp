@@ -55,7 +55,18 @@ int main(int argc, char** argv) {
     enqueue
         ->add_option("--timeout", enq.timeout_seconds,
                      "Seconds per attempt (default: the supervisor's --task-timeout)")
-        ->check(CLI::PositiveNumber);
+        ->check(CLI::Validator(
+            [](const std::string& text) -> std::string {
+                try {
+                    std::size_t used = 0;
+                    double v = std::stod(text, &used);
+                    if (used == text.size() && v > 0 && v <= 7 * 24 * 3600)
+                        return {};
+                } catch (const std::exception&) {
+                }
+                return "must be a number of seconds above 0 and at most 604800, not '" + text + "'";
+            },
+            "SECONDS", "positive seconds"));
     bool no_validate = false;
     enqueue->add_flag("--no-validate", no_validate,
                       "Insert without validating (to test how the renderer refuses it)");
@@ -88,7 +99,18 @@ int main(int argc, char** argv) {
     watch
         ->add_option("--refresh", wa.refresh_seconds,
                      "Seconds between full refreshes besides notifications (default 5)")
-        ->check(CLI::PositiveNumber);
+        ->check(CLI::Validator(
+            [](const std::string& text) -> std::string {
+                try {
+                    std::size_t used = 0;
+                    double v = std::stod(text, &used);
+                    if (used == text.size() && v > 0 && v <= 7 * 24 * 3600)
+                        return {};
+                } catch (const std::exception&) {
+                }
+                return "must be a number of seconds above 0 and at most 604800, not '" + text + "'";
+            },
+            "SECONDS", "positive seconds"));
 
     try {
         app.parse(argc, argv);
