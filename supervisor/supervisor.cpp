@@ -421,6 +421,11 @@ void Supervisor::on_poll_timer() {
 
 void Supervisor::on_memory_timer() {
     m_memory_timer.consume();
+    if (m_children.empty()) {
+        // Nothing to sample: an idle supervisor wakes only for heartbeats and polls.
+        m_memory_timer.disarm();
+        return;
+    }
     double now = monotonic_seconds();
     auto warning = static_cast<std::uint64_t>(m_cfg.memory_warning_mb * 1048576.0);
     auto limit = static_cast<std::uint64_t>(m_cfg.memory_limit_mb * 1048576.0);
@@ -628,6 +633,8 @@ void Supervisor::start_task(const TaskInfo& task) {
                   std::move(spawned.output_read));
     ChildProcess& c = *child;
     m_children.emplace(pid, std::move(child));
+    if (m_children.size() == 1)
+        m_memory_timer.arm(kMemorySamplePeriod, kMemorySamplePeriod);
 
     m_loop.add(c.event_fd(), EPOLLIN, [this, pid](std::uint32_t) { on_child_events(pid); });
     m_loop.add(c.output_fd(), EPOLLIN, [this, pid](std::uint32_t) { on_child_output(pid); });
