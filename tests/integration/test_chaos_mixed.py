@@ -1,0 +1,453 @@
+# SPDX-License-Identifier: MIT
+"""Mixed chaos: two supervisors on one queue while a seeded fault injector
+SIGKILLs, SIGTERMs and SIGSEGVs running children, SIGKILLs one supervisor and
+starts it again (same instance), restarts PostgreSQL and stops it for a while.
+Memory bombs run beside the sleepers. Afterwards every invariant is checked by
+machine, per attempt: nothing stuck, nothing completed twice, each injected
+fault recorded with its own reason on the attempt it hit, journals replayed,
+nothing left behind. A JSON + Markdown report goes to the test folder (and to
+PV_CHAOS_REPORT when set) and is printed.
+
+Short run by default (about 40 tasks, well under 3 minutes); the long run:
+PV_CHAOS_TASKS=10000 PV_CHAOS_REPORT=chaos-report.md (see README.md).
+
+Real renders are not part of the mix: the supervisor runs one --child-command
+for every task it claims and tasks carry no routing, so a renderer supervisor on
+the same queue would claim fault_child requests too.
+"""
+
+import json
+import os
+import re
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import TERMINAL, proc_argv, proc_cmdline, proc_stat, wait_until, zombie_children
+
+TASKS = int(os.environ.get("PV_CHAOS_TASKS", "40"))
+LONG = TASKS > 100 or os.environ.get("PV_CHAOS_LONG") not in (None, "", "0")
+PAUSE_SECONDS = float(os.environ.get("PV_CHAOS_PAUSE", "20" if LONG else "5"))
+REPORT = os.environ.get("PV_CHAOS_REPORT")
+
+SIG_TEXT = {
+    "sigkill": "Process terminated by signal: SIGKILL (SIG9)",
+    "sigterm": "Process terminated by signal: SIGTERM (SIG15)",
+    "sigsegv": "Process terminated by signal: SIGSEGV (SIG11)",
+}
+SIGNO = {"sigkill": signal.SIGKILL, "sigterm": signal.SIGTERM, "sigsegv": signal.SIGSEGV}
+MEMORY = re.compile(r"^Memory limit exceeded: \d+\.\dMB$")
+
+LEASE_BUG = (
+    "supervisor bug: after a database outage longer than --lease, the first "
+    "supervisor back recovers a live peer's running attempts as worker_lost "
+    "('stopped heartbeating'): the heartbeat age is counted through the outage; "
+    "the peer's journaled true outcome (signal, or completed) is then fenced off "
+    "and the task re-run")
+
+RECONNECT_BUG = (
+    "supervisor bug: after PostgreSQL comes back (restart or pause/resume) a "
+    "supervisor with journaled writes may stay disconnected for 5-12 s or more "
+    "(kReconnectDelay is 1 s; heartbeats meanwhile 'dropped: journal not replayed "
+    "yet'); stopped with SIGTERM in that state it exits 0 with its journal not "
+    "replayed although the database is up")
+
+SUP_FLAGS = ["--lease", "4", "--heartbeat", "1", "--db-retry-delay", "0.5",
+             "--retry-base-delay", "0.2", "--poll-interval", "0.5",
+             "--term-grace", "1", "--shutdown-grace", "10"]
+SUP_ENV = {"MEMORY_CRITICAL_THRESHOLD": 64, "MEMORY_WARNING_THRESHOLD": 32}
+
+
+def journal_path(pv, instance):
+    return Path(pv.state_dir) / f"journal-{instance}.jsonl"
+
+
+def child_attempt(pid):
+    """PV_ATTEMPT of a running child (None when unreadable)."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            env = f.read().split(b"\0")
+    except OSError:
+        return None
+    for kv in env:
+        if kv.startswith(b"PV_ATTEMPT="):
+            try:
+                return int(kv.split(b"=", 1)[1])
+            except ValueError:
+                return None
+    return None
+
+
+def running_children(pv, sups):
+    """[(task_id, pid, supervisor)] of main children (exec'd fault_child) right now."""
+    parents = {s.pid: s for s in sups if s.alive()}
+    found = []
+    for pid in pv.child_pids():
+        st = proc_stat(pid)
+        if not st or st[0] in ("Z", "X") or st[1] not in parents:
+            continue
+        m = re.search(r"--task-id (\S+)", proc_cmdline(pid))
+        if m:
+            found.append((m.group(1), pid, parents[st[1]]))
+    return found
+
+
+def still_child(pv, pid, task_id):
+    st = proc_stat(pid)
+    argv = proc_argv(pid)
+    return (st is not None and st[0] not in ("Z", "X") and pv.marker in argv
+            and f"--task-id {task_id}" in " ".join(argv))
+
+
+def percentiles(values):
+    if not values:
+        return {}
+    v = sorted(values)
+
+    def p(q):
+        return round(v[min(len(v) - 1, int(round(q * (len(v) - 1))))], 3)
+    return {"n": len(v), "p50": p(0.5), "p90": p(0.9), "p99": p(0.99), "max": round(v[-1], 3)}
+
+
+class Injector:
+    def __init__(self, pv, postgres, rng, sups, start_sup):
+        self.pv, self.pg, self.rng = pv, postgres, rng
+        self.sups = sups              # name -> Supervisor (current life)
+        self.start_sup = start_sup
+        self.faults = []              # dicts: kind, task_id, pid, attempt, t, supervisor
+        self.events = []              # supervisor / database faults
+        self.killed_tasks = set()
+
+    def kill_child(self, kind, sleepers):
+        cands = [(t, p, s) for t, p, s in running_children(self.pv, self.sups.values())
+                 if t in sleepers and t not in self.killed_tasks]
+        if not cands:
+            return False
+        task_id, pid, sup = self.rng.choice(cands)
+        attempt = child_attempt(pid)
+        if not still_child(self.pv, pid, task_id):
+            return False
+        t = time.time()
+        os.kill(pid, SIGNO[kind])
+        self.killed_tasks.add(task_id)
+        self.faults.append({"kind": kind, "task_id": task_id, "pid": pid, "attempt": attempt,
+                            "t": t, "supervisor": sup.argv[sup.argv.index("--instance") + 1]})
+        return True
+
+    def kill_supervisor(self, name, restart_after):
+        sup = self.sups[name]
+        victims = [(t, p, child_attempt(p)) for t, p, s in running_children(self.pv, [sup])]
+        t = time.time()
+        sup.kill()
+        self.events.append({"kind": "supervisor_sigkill", "t": t, "instance": name,
+                            "tasks": len(victims)})
+        for task_id, pid, attempt in victims:
+            self.killed_tasks.add(task_id)
+            self.faults.append({"kind": "worker_lost", "task_id": task_id, "pid": pid,
+                                "attempt": attempt, "t": t, "supervisor": name})
+        time.sleep(restart_after)
+        self.sups[name] = self.start_sup(name)
+        self.events.append({"kind": "supervisor_restart", "t": time.time(), "instance": name})
+
+    def pg_restart(self):
+        t = time.time()
+        self.pg.restart()
+        self.events.append({"kind": "pg_restart", "t": t, "seconds": round(time.time() - t, 2),
+                            "up": time.time()})
+
+    def pg_pause(self):
+        """Stops the database; the caller goes on killing children meanwhile and
+        calls pg_resume() (also in a finally) after the pause."""
+        self.paused_at = time.time()
+        self.pg.pause()
+
+    def pg_resume(self):
+        if getattr(self, "paused_at", None) is None:
+            return
+        self.pg.resume()
+        t, self.paused_at = self.paused_at, None
+        self.events.append({"kind": "pg_pause", "t": t, "seconds": round(time.time() - t, 2),
+                            "up": time.time()})
+
+
+def queue_open(pv):
+    try:
+        return bool(pv.sql("SELECT 1 FROM tasks WHERE status IN ('pending', 'inprogress') LIMIT 1"))
+    except Exception:   # database away: the queue is certainly not drained yet
+        return True
+
+
+def test_mixed_chaos(pv, postgres, rng, tmp_path):
+    t0 = time.time()
+    # --- the queue: sleepers (most), memory bombs (a few) ---
+    n_bombs = max(2, TASKS // 10)
+    plan = ["alloc"] * n_bombs + ["sleep"] * (TASKS - n_bombs)
+    rng.shuffle(plan)
+    requests = []
+    for kind in plan:
+        if kind == "alloc":
+            requests.append({"fault": "alloc", "mb": 1024})
+        else:
+            requests.append({"fault": "sleep_then_succeed",
+                             "seconds": round(rng.uniform(1.0, 3.0), 2)})
+    ids = []
+    for i in range(0, len(requests), 500):
+        chunk = [dict(r, marker=pv.marker) for r in requests[i:i + 500]]
+        rows = pv.sql(
+            "INSERT INTO tasks (request, max_attempts)"
+            " SELECT r, 2 FROM jsonb_array_elements(%s::jsonb) AS r"
+            " RETURNING id::text AS id, request", (json.dumps(chunk),))
+        ids.extend(r["id"] for r in rows)
+    kinds = {r["id"]: ("alloc" if r["request"]["fault"] == "alloc" else "sleep")
+             for r in pv.sql("SELECT id::text AS id, request FROM tasks")}
+    sleepers = {t for t, k in kinds.items() if k == "sleep"}
+    bombs = {t for t, k in kinds.items() if k == "alloc"}
+
+    names = [pv.instance + "-a", pv.instance + "-b"]
+
+    def start_sup(name):
+        return pv.start("--instance", name, *SUP_FLAGS, max_children=2, env=SUP_ENV)
+
+    sups = {n: start_sup(n) for n in names}
+    inj = Injector(pv, postgres, rng, sups, start_sup)
+
+    # --- the fault schedule (seconds after start); child kills run throughout ---
+    # The outage comes while children run (after a database restart supervisors
+    # take a few seconds to claim again), the restart after it.
+    pause_at = rng.uniform(8, 10)
+    schedule = sorted([
+        (rng.uniform(4, 6), "kill_supervisor"),
+        (pause_at, "pg_pause"),
+        (pause_at + PAUSE_SECONDS + rng.uniform(6, 8), "pg_restart"),
+    ])
+    child_kills = {"sigkill": 0, "sigterm": 0, "sigsegv": 0}
+    outage_kills = dict(child_kills)
+    per_kind = max(3, TASKS // 40) if not LONG else max(3, TASKS // 100)
+    deadline = time.monotonic() + (150 if not LONG else max(600, TASKS * 1.5))
+    start = time.monotonic()
+    resume_at = None
+    try:
+        while time.monotonic() < deadline:
+            elapsed = time.monotonic() - start
+            if resume_at is not None and elapsed >= resume_at:
+                inj.pg_resume()
+                resume_at = None
+            if schedule and elapsed >= schedule[0][0]:
+                _, what = schedule.pop(0)
+                if what == "kill_supervisor":
+                    inj.kill_supervisor(rng.choice(names), restart_after=rng.uniform(0.5, 1.5))
+                elif what == "pg_restart":
+                    inj.pg_restart()
+                else:
+                    inj.pg_pause()
+                    resume_at = time.monotonic() - start + PAUSE_SECONDS
+                continue
+            if not schedule and resume_at is None and not queue_open(pv):
+                break
+            # Children die during the outage too: their outcomes go to the journal.
+            # One more of each kind is kept for the outage.
+            if resume_at is not None:
+                want = [k for k, n in outage_kills.items() if n < 1]
+            else:
+                want = [k for k, n in child_kills.items() if n < per_kind]
+            if os.environ.get("PV_CHAOS_DEBUG"):
+                print("dbg", round(time.monotonic() - start, 1), resume_at, want,
+                      len(running_children(pv, inj.sups.values())))
+            if want and rng.random() < 0.5:
+                kind = rng.choice(want)
+                if inj.kill_child(kind, sleepers):
+                    (outage_kills if resume_at is not None else child_kills)[kind] += 1
+            time.sleep(rng.uniform(0.2, 0.6))
+    finally:
+        inj.pg_resume()
+
+    # --- drain ---
+    def all_terminal():
+        try:
+            return pv.sql("SELECT count(*) AS n FROM tasks WHERE status = ANY(%s)",
+                          (list(TERMINAL),))[0]["n"] == len(ids)
+        except Exception:
+            return False
+    drain_deadline = time.monotonic() + (60 if not LONG else 600)
+    while time.monotonic() < drain_deadline and not all_terminal():
+        time.sleep(0.2)
+    drained = all_terminal()
+
+    # Supervisors alive and without zombies while idle, then a clean stop.
+    dead = [n for n, s in inj.sups.items() if not s.alive()]
+    for s in inj.sups.values():
+        if s.alive():
+            wait_until(lambda: not zombie_children(s.pid), 5, what="no zombie children")
+    stop_rc = {n: s.stop(timeout=60) for n, s in inj.sups.items()}
+
+    # --- invariants, by machine ---
+    tasks = {r["id"]: r for r in pv.sql("SELECT *, id::text AS id FROM tasks")}
+    attempts = {}
+    for a in pv.sql("SELECT *, task_id::text AS task_id FROM task_attempts ORDER BY attempt"):
+        attempts.setdefault(a["task_id"], {})[a["attempt"]] = a
+
+    stuck = [t for t, r in tasks.items() if r["status"] not in TERMINAL]
+    open_attempts = [(t, n) for t, aa in attempts.items() for n, a in aa.items()
+                     if a["ended_at"] is None]
+    duplicates = []
+    for t, r in tasks.items():
+        done = [n for n, a in attempts.get(t, {}).items() if a["outcome"] == "completed"]
+        if len(done) > 1 or (r["status"] == "completed" and len(done) != 1):
+            duplicates.append({"task": t, "completed_attempts": done, "status": r["status"]})
+        if r["attempts"] != len(attempts.get(t, {})):
+            duplicates.append({"task": t, "tasks.attempts": r["attempts"],
+                               "attempt_rows": sorted(attempts.get(t, {}))})
+
+    wrong, raced, latencies, lease_takeovers = [], [], {}, []
+    for f in inj.faults:
+        aa = attempts.get(f["task_id"], {})
+        a = aa.get(f["attempt"]) if f["attempt"] else None
+        if a is None:   # attempt unknown from /proc: find it by pid
+            a = next((x for x in aa.values() if x["pid"] == f["pid"]), None)
+        task = tasks.get(f["task_id"])
+        f["outcome"] = a and a["outcome"]
+        f["error"] = a and a["error"]
+        if a is None:
+            wrong.append(dict(f, why="no attempt row for the injected fault"))
+            continue
+        f["attempt"] = a["attempt"]
+        if a["outcome"] == "completed" and f["kind"] != "worker_lost" and a["ended_at"] \
+                and a["ended_at"].timestamp() <= f["t"] + 0.05:
+            raced.append(f)       # the child had finished by itself
+            continue
+        if f["kind"] == "worker_lost":
+            ok = a["outcome"] == "worker_lost"
+            if a["outcome"] == "completed":   # finished before the supervisor died
+                raced.append(f)
+                continue
+        else:
+            ok = (a["outcome"] == "signal" and a["signal"] == SIGNO[f["kind"]]
+                  and a["error"] == SIG_TEXT[f["kind"]] and a["pid"] == f["pid"])
+            if ok and a["attempt"] == max(aa) and task["status"] == "failed":
+                ok = task["error_type"] == "signal" and task["error"] == SIG_TEXT[f["kind"]]
+        if not ok and f["kind"] != "worker_lost" and a["outcome"] == "worker_lost" \
+                and "stopped heartbeating" in (a["error"] or "") \
+                and any(e["kind"] == "pg_pause" for e in inj.events):
+            # SUPERVISOR BUG (see LEASE_BUG): a peer took the attempt over after
+            # the outage although its supervisor was alive and had journaled the
+            # real outcome, which was then fenced off.
+            lease_takeovers.append(dict(f, attempt_error=a["error"]))
+        elif not ok:
+            wrong.append(dict(f, why="wrong reason", attempt_row={
+                k: a[k] for k in ("outcome", "signal", "exit_code", "error", "pid")},
+                task_error_type=task["error_type"]))
+        elif a["ended_at"] is not None:
+            latencies.setdefault(f["kind"], []).append(a["ended_at"].timestamp() - f["t"])
+
+    for t in bombs:
+        r = tasks[t]
+        last = attempts.get(t, {}).get(r["attempts"])
+        if r["status"] != "failed" or r["error_type"] != "memory_limit" \
+                or not MEMORY.match(r["error"] or "") or last is None:
+            if t not in inj.killed_tasks:
+                wrong.append({"kind": "memory_bomb", "task_id": t, "status": r["status"],
+                              "error_type": r["error_type"], "error": r["error"]})
+    lost = [t for t in sleepers if t not in inj.killed_tasks
+            and tasks[t]["status"] != "completed"
+            and not any(a["outcome"] == "worker_lost" for a in attempts.get(t, {}).values())]
+
+    # How long after the database came back the first new attempt started, and
+    # how many attempts ended worker_lost without an injected supervisor kill
+    # (an outage longer than --lease makes every supervisor look dead).
+    starts = sorted(a["started_at"].timestamp() for aa in attempts.values() for a in aa.values())
+    for e in inj.events:
+        if "up" in e:
+            later = [x for x in starts if x >= e["up"]]
+            e["first_claim_after_up_s"] = round(later[0] - e["up"], 2) if later else None
+            e["up"] = round(e["up"] - t0, 2)
+    injected = {(f["task_id"], f["attempt"]) for f in inj.faults}
+    collateral = [(t, n) for t, aa in attempts.items() for n, a in aa.items()
+                  if a["outcome"] == "worker_lost" and (t, n) not in injected]
+
+    journals = {}
+    for n in names:
+        p = journal_path(pv, n)
+        journals[n] = p.stat().st_size if p.exists() else 0
+    leaks = pv.leftovers()
+    log_counts = {}
+    for s in pv.supervisors:   # every life of every instance
+        out = s.output()
+        for key, text in (("journaled", "Database write failed after retries, journaled"),
+                          ("not_journaled", "cannot be journaled"),
+                          ("replays", "Journal replay started"),
+                          ("fenced", "Journal entry fenced off"),
+                          ("rejected", "Journal entry rejected")):
+            log_counts[key] = log_counts.get(key, 0) + out.count(text)
+
+    statuses = {}
+    for r in tasks.values():
+        statuses[r["status"]] = statuses.get(r["status"], 0) + 1
+    by_kind = {}
+    for f in inj.faults:
+        by_kind[f["kind"]] = by_kind.get(f["kind"], 0) + 1
+    report = {
+        "seed_note": "replay with PV_TEST_SEED printed above",
+        "tasks": len(ids), "sleepers": len(sleepers), "memory_bombs": len(bombs),
+        "statuses": statuses, "seconds": round(time.time() - t0, 1), "drained": drained,
+        "faults_by_kind": by_kind,
+        "infrastructure_faults": [{k: (round(v - t0, 2) if k == "t" else v)
+                                   for k, v in e.items()} for e in inj.events],
+        "lost": lost, "stuck": stuck, "open_attempts": open_attempts,
+        "wrong_reasons": wrong, "duplicates": duplicates,
+        "raced_with_normal_exit": [(f["kind"], f["task_id"]) for f in raced],
+        "collateral_worker_lost": collateral, "lease_takeover_after_outage": lease_takeovers,
+        "journal_bytes": journals, "journal_log": log_counts, "leaks": leaks, "supervisors_dead_at_end": dead,
+        "stop_exit_codes": stop_rc,
+        "death_to_record_latency_s": {k: percentiles(v) for k, v in latencies.items()},
+    }
+    md = ["# Mixed chaos report", "", "| metric | value |", "|---|---|"]
+    for k in ("tasks", "sleepers", "memory_bombs", "statuses", "seconds", "drained",
+              "faults_by_kind", "journal_bytes", "journal_log", "stop_exit_codes"):
+        md.append(f"| {k} | `{json.dumps(report[k], default=str)}` |")
+    for k in ("lost", "stuck", "open_attempts", "wrong_reasons", "duplicates",
+              "raced_with_normal_exit", "collateral_worker_lost",
+              "lease_takeover_after_outage", "leaks",
+              "supervisors_dead_at_end"):
+        md.append(f"| {k} | {len(report[k])} |")
+    md += ["", "## Infrastructure faults (s after start)", ""]
+    md += [f"- {json.dumps(e)}" for e in report["infrastructure_faults"]]
+    md += ["", "## Death-to-record latency (attempt ended_at - injection, s)", "",
+           "| kind | n | p50 | p90 | p99 | max |", "|---|---|---|---|---|---|"]
+    for k, p in report["death_to_record_latency_s"].items():
+        md.append(f"| {k} | {p['n']} | {p['p50']} | {p['p90']} | {p['p99']} | {p['max']} |")
+    for k in ("wrong_reasons", "lease_takeover_after_outage", "duplicates", "lost", "stuck",
+              "leaks"):
+        if report[k]:
+            md += ["", f"## {k}", "", "```", json.dumps(report[k], indent=1, default=str)[:20000],
+                   "```"]
+    text = "\n".join(md) + "\n"
+    (tmp_path / "chaos-report.json").write_text(json.dumps(
+        dict(report, faults=inj.faults), indent=1, default=str))
+    (tmp_path / "chaos-report.md").write_text(text)
+    if REPORT:
+        Path(REPORT).write_text(text)
+    print(text)
+    print(f"report: {tmp_path / 'chaos-report.md'}")
+
+    # --- verdict ---
+    assert drained and not stuck and not open_attempts, report
+    assert not duplicates, duplicates
+    assert not wrong, wrong
+    assert not lost, lost
+    xfails = []
+    if lease_takeovers:
+        xfails.append(LEASE_BUG + f" ({len(lease_takeovers)} injected faults affected)")
+    if sum(journals.values()):
+        # SUPERVISOR BUG (RECONNECT_BUG): see the report's journal_bytes.
+        xfails.append(RECONNECT_BUG + f" (journal bytes left: {journals})")
+    assert log_counts.get("rejected", 0) == 0, log_counts
+    assert not dead, [inj.sups[n].tail() for n in dead]
+    assert all(rc == 0 for rc in stop_rc.values()), stop_rc
+    assert by_kind.get("worker_lost", 0) + sum(child_kills.values()) > 0
+    assert sum(child_kills.values()) >= 3, child_kills
+    assert len(raced) <= max(2, len(inj.faults) // 10), raced
+    pv.assert_clean()
+    if xfails:
+        pytest.xfail("; ".join(xfails))
