@@ -7,8 +7,13 @@
 # initdb refuses to run as root, so as root the cluster belongs to `postgres`.
 set -euo pipefail
 
-cmd=${1:?usage: pg.sh start|stop|restart|pause|resume STATE_DIR}
-state=${2:?usage: pg.sh $cmd STATE_DIR}
+usage() {
+    echo "usage: scripts/pg.sh start|stop|restart|pause|resume|destroy STATE_DIR" >&2
+    exit 2
+}
+[ $# -eq 2 ] || usage
+cmd=$1
+state=$2
 mkdir -p "$state"
 state=$(cd "$state" && pwd)
 
@@ -71,5 +76,5 @@ destroy)
     rm -rf "$data" "$sock"
     ;;
 *)
-    echo "pg.sh: unknown command $cmd" >&2; exit 2 ;;
+    usage ;;
 esac

@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
 # README command 2: install what is missing, build, and run the whole test suite.
 # The suites start their own private PostgreSQL (scripts/pg.sh); nothing else is needed.
+# Arguments go to `meson test` (e.g. --suite integration, or a test name).
 set -euo pipefail
+if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then
+    echo "usage: scripts/test.sh [meson test arguments, e.g. --suite integration | TESTNAME]"
+    echo "suites: unit process integration render child pvctl fuzz (meson test -C build --list)"
+    exit 0
+fi
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
