@@ -84,7 +84,11 @@ int TaskStore::socket() const {
 }
 
 void TaskStore::disconnect() noexcept {
-    if (m_conn && m_conn->db && on_socket_change) {
+    // Only a real disconnect delays the next attempt; calling this again while
+    // already disconnected must not push the reconnect further away.
+    if (!m_conn)
+        return;
+    if (m_conn->db && on_socket_change) {
         int fd = m_conn->db->sock();
         if (fd >= 0)
             on_socket_change(fd, -1);
@@ -137,6 +141,9 @@ bool TaskStore::ensure_connected() {
         // Anything may have happened while we were away.
         m_pending_notes.new_tasks = true;
         m_last_connect_error_log = -1e9;
+        if (m_connected_once)
+            m_reconnected_at = monotonic_seconds();
+        m_connected_once = true;
         log::info("Database connected");
         return true;
     } catch (const std::exception& e) {
@@ -273,6 +280,10 @@ std::optional<long> TaskStore::pending_count() {
 int TaskStore::recover_expired_workers(const std::string& own_worker_id, double lease_seconds) {
     if (!ensure_connected())
         return 0;
+    // After an outage every supervisor's heartbeat is stale, not only dead ones':
+    // give the others one lease to reconnect and heartbeat before judging them.
+    if (monotonic_seconds() - m_reconnected_at < lease_seconds)
+        return 0;
     try {
         pqxx::work tx(*m_conn->db);
         int n = recover_expired(tx, std::chrono::seconds(static_cast<long>(lease_seconds)),
@@ -360,7 +371,8 @@ std::optional<double> TaskStore::flush() {
         if (it->args.contains("task_id"))
             fields["task_id"] = it->args["task_id"];
         try {
-            if (replay_blocked)
+            // Heartbeats need no order; everything else waits for the journal.
+            if (replay_blocked && it->kind != "heartbeat")
                 throw pqxx::broken_connection("journal not replayed yet");
             if (!ensure_connected())
                 throw pqxx::broken_connection("database unreachable");
@@ -373,7 +385,7 @@ std::optional<double> TaskStore::flush() {
             ++it->failures;
             fields["error_message"] = e.what();
             fields["failures"] = it->failures;
-            if (is_connection_error(e) || !connected())
+            if (!replay_blocked && (is_connection_error(e) || !connected()))
                 disconnect();
             if (it->kind == "progress" || it->kind == "heartbeat" ||
                 it->kind == "attempt_started") {

@@ -137,6 +137,8 @@ private:
     std::deque<DbWrite> m_queue;
     Journal* m_journal = nullptr;
     double m_next_connect = 0;
+    bool m_connected_once = false;
+    double m_reconnected_at = -1e9;  // monotonic time of the last reconnect
     double m_last_connect_error_log = -1e9;
 };
 
