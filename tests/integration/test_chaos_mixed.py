@@ -41,14 +41,14 @@ SIGNO = {"sigkill": signal.SIGKILL, "sigterm": signal.SIGTERM, "sigsegv": signal
 MEMORY = re.compile(r"^Memory limit exceeded: \d+\.\dMB$")
 
 LEASE_BUG = (
-    "supervisor bug: after a database outage longer than --lease, the first "
+    "after a database outage longer than --lease, the first "
     "supervisor back recovers a live peer's running attempts as worker_lost "
     "('stopped heartbeating'): the heartbeat age is counted through the outage; "
     "the peer's journaled true outcome (signal, or completed) is then fenced off "
     "and the task re-run")
 
 RECONNECT_BUG = (
-    "supervisor bug: after PostgreSQL comes back (restart or pause/resume) a "
+    "after PostgreSQL comes back (restart or pause/resume) a "
     "supervisor with journaled writes may stay disconnected for 5-12 s or more "
     "(kReconnectDelay is 1 s; heartbeats meanwhile 'dropped: journal not replayed "
     "yet'); stopped with SIGTERM in that state it exits 0 with its journal not "
@@ -436,12 +436,9 @@ def test_mixed_chaos(pv, postgres, rng, tmp_path):
     assert not duplicates, duplicates
     assert not wrong, wrong
     assert not lost, lost
-    xfails = []
-    if lease_takeovers:
-        xfails.append(LEASE_BUG + f" ({len(lease_takeovers)} injected faults affected)")
-    if sum(journals.values()):
-        # SUPERVISOR BUG (RECONNECT_BUG): see the report's journal_bytes.
-        xfails.append(RECONNECT_BUG + f" (journal bytes left: {journals})")
+    # Both were supervisor bugs once (fixed); they are hard failures now.
+    assert not lease_takeovers, LEASE_BUG + f" ({len(lease_takeovers)} faults affected)"
+    assert not sum(journals.values()), RECONNECT_BUG + f" (journal bytes left: {journals})"
     assert log_counts.get("rejected", 0) == 0, log_counts
     assert not dead, [inj.sups[n].tail() for n in dead]
     assert all(rc == 0 for rc in stop_rc.values()), stop_rc
@@ -449,5 +446,3 @@ def test_mixed_chaos(pv, postgres, rng, tmp_path):
     assert sum(child_kills.values()) >= 3, child_kills
     assert len(raced) <= max(2, len(inj.faults) // 10), raced
     pv.assert_clean()
-    if xfails:
-        pytest.xfail("; ".join(xfails))
