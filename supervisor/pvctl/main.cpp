@@ -25,6 +25,22 @@ int fail(const pv::ctl::GlobalOptions& g, ExitCode code, const std::string& mess
     return static_cast<int>(code);
 }
 
+/// Accepts a number of seconds above 0 and at most a week, with a plain message.
+CLI::Validator positive_seconds() {
+    return CLI::Validator(
+        [](const std::string& text) -> std::string {
+            try {
+                std::size_t used = 0;
+                double v = std::stod(text, &used);
+                if (used == text.size() && v > 0 && v <= 7 * 24 * 3600)
+                    return {};
+            } catch (const std::exception&) {
+            }
+            return "must be a number of seconds above 0 and at most 604800, not '" + text + "'";
+        },
+        "SECONDS", "positive seconds");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -55,18 +71,7 @@ int main(int argc, char** argv) {
     enqueue
         ->add_option("--timeout", enq.timeout_seconds,
                      "Seconds per attempt (default: the supervisor's --task-timeout)")
-        ->check(CLI::Validator(
-            [](const std::string& text) -> std::string {
-                try {
-                    std::size_t used = 0;
-                    double v = std::stod(text, &used);
-                    if (used == text.size() && v > 0 && v <= 7 * 24 * 3600)
-                        return {};
-                } catch (const std::exception&) {
-                }
-                return "must be a number of seconds above 0 and at most 604800, not '" + text + "'";
-            },
-            "SECONDS", "positive seconds"));
+        ->check(positive_seconds());
     bool no_validate = false;
     enqueue->add_flag("--no-validate", no_validate,
                       "Insert without validating (to test how the renderer refuses it)");
@@ -99,18 +104,7 @@ int main(int argc, char** argv) {
     watch
         ->add_option("--refresh", wa.refresh_seconds,
                      "Seconds between full refreshes besides notifications (default 5)")
-        ->check(CLI::Validator(
-            [](const std::string& text) -> std::string {
-                try {
-                    std::size_t used = 0;
-                    double v = std::stod(text, &used);
-                    if (used == text.size() && v > 0 && v <= 7 * 24 * 3600)
-                        return {};
-                } catch (const std::exception&) {
-                }
-                return "must be a number of seconds above 0 and at most 604800, not '" + text + "'";
-            },
-            "SECONDS", "positive seconds"));
+        ->check(positive_seconds());
 
     try {
         app.parse(argc, argv);
