@@ -23,17 +23,12 @@
 
 using pv::AssetKind;
 using pv::AssetRequest;
+using pv::test::Caught;
 using pv::test::TestServer;
 
 namespace {
 
 pv::CurlGlobal g_curl;
-
-struct Caught {
-    std::string type;
-    std::string message;
-    bool retryable = false;
-};
 
 pv::FetchOptions fast_options() {
     pv::FetchOptions o;

@@ -21,6 +21,13 @@ extern char** environ;
 
 namespace pv::test {
 
+/// What a test caught from a failing fetch or service call.
+struct Caught {
+    std::string type;
+    std::string message;
+    bool retryable = false;
+};
+
 /// Directory of the shared test media (images/, audio/).
 inline std::string media_dir() {
     const char* env = std::getenv("PV_MEDIA_DIR");

@@ -16,18 +16,13 @@
 #include "render/renderer.hpp"
 #include "test_server.hpp"
 
+using pv::test::Caught;
 using pv::test::TempDir;
 using pv::test::TestServer;
 
 namespace {
 
 pv::CurlGlobal g_curl;
-
-struct Caught {
-    std::string type;
-    std::string message;
-    bool retryable = false;
-};
 
 template <class F>
 std::optional<Caught> error_of(F&& f) {
