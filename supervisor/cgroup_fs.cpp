@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -19,6 +20,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "cgroup.hpp"
 #include "log.hpp"
 #include "sys_error.hpp"
 #include "unique_fd.hpp"
@@ -372,3 +374,54 @@ void kill_until_stable(int sig, const std::function<std::vector<pid_t>()>& list_
 }
 
 }  // namespace pv::cgroup_fs
+
+namespace pv {
+
+DynmodsState favor_dynmods(bool enable) {
+    DynmodsState state;
+    auto mountinfo = cgroup_fs::read_file("/proc/self/mountinfo").value_or("");
+    const auto mounts = cgroup_fs::cgroup_mounts(mountinfo);
+    const cgroup_fs::Mount* unified = nullptr;
+    for (const cgroup_fs::Mount& m : mounts) {
+        if (m.fstype != "cgroup2")
+            continue;
+        if (!unified)
+            unified = &m;
+        if (std::find(m.super_options.begin(), m.super_options.end(), "favordynmods") !=
+            m.super_options.end()) {
+            state.on = true;
+            state.mount_point = m.mount_point;
+            return state;
+        }
+    }
+    if (!unified) {
+        state.error = "no cgroup2 hierarchy is mounted (cgroup v1 cannot change it on remount)";
+        return state;
+    }
+    state.mount_point = unified->mount_point;
+    if (!enable)
+        return state;
+
+    // A reconfiguration sets all of the superblock's cgroup2 flags at once.
+    UniqueFd fd{::fspick(AT_FDCWD, unified->mount_point.c_str(), FSPICK_CLOEXEC)};
+    auto fail = [&](const char* step) {
+        state.error = std::string(step) + ": " + std::strerror(errno);
+        return state;
+    };
+    if (!fd)
+        return fail("fspick");
+    for (const std::string& option : unified->super_options) {
+        if (option == "rw" || option == "ro")
+            continue;
+        if (::fsconfig(fd.get(), FSCONFIG_SET_FLAG, option.c_str(), nullptr, 0) < 0)
+            return fail(("keep option " + option).c_str());
+    }
+    if (::fsconfig(fd.get(), FSCONFIG_SET_FLAG, "favordynmods", nullptr, 0) < 0)
+        return fail("set favordynmods");
+    if (::fsconfig(fd.get(), FSCONFIG_CMD_RECONFIGURE, nullptr, nullptr, 0) < 0)
+        return fail("reconfigure");
+    state.on = true;
+    return state;
+}
+
+}  // namespace pv

@@ -237,6 +237,10 @@ Config parse_config(int argc, char** argv, std::optional<int>& exit_code) {
     app.add_option("--cgroup-mode", cgroup_mode, "auto, v2, v1 or rlimit")
         ->envname("CGROUP_MODE")
         ->capture_default_str();
+    app.add_option("--cgroup-favordynmods", cfg.favor_dynmods,
+                   "Remount cgroup2 with favordynmods: fast cgroup joins (root, Linux 6.0+)")
+        ->envname("CGROUP_FAVORDYNMODS")
+        ->capture_default_str();
     app.add_option("--retry-base-delay", cfg.retry_base_delay, "Backoff base, seconds")
         ->envname("RETRY_BASE_DELAY")
         ->check(non_negative)

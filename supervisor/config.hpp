@@ -38,6 +38,7 @@ struct Config {
     std::string state_dir;
     std::string instance = "default";
     std::optional<CgroupMode> cgroup_mode;  // nullopt = auto
+    bool favor_dynmods = false;             // remount cgroup2 with favordynmods
     double retry_base_delay = 2;
     std::set<std::string> retry_on;
     double lease_seconds = 30;

@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -67,7 +68,8 @@ int lift_fd(int fd) noexcept {
     return ::fcntl(fd, F_DUPFD, 16);
 }
 
-/// Runs in the child between fork and exec: async-signal-safe calls only.
+/// Runs in the child between clone and exec, on memory shared with the supervisor:
+/// async-signal-safe calls only, and nothing written outside its own stack.
 [[noreturn]] void run_child(const SpawnSpec& spec, pid_t parent, int report_fd, int event_fd,
                             int output_fd, char* const* argv, char* const* envp) noexcept {
     if (::setsid() < 0)
@@ -112,8 +114,11 @@ int lift_fd(int fd) noexcept {
         ::close_range(4, static_cast<unsigned>(report_fd) - 1, 0);
     ::close_range(static_cast<unsigned>(report_fd) + 1, ~0U, 0);
 
+    // Raw system calls: glibc's wrappers would try to switch the ids of the
+    // threads of the memory we share with the supervisor.
     if (spec.uid) {
-        if (::setgroups(0, nullptr) < 0 || ::setgid(spec.gid) < 0 || ::setuid(*spec.uid) < 0) {
+        if (::syscall(SYS_setgroups, 0, nullptr) < 0 || ::syscall(SYS_setgid, spec.gid) < 0 ||
+            ::syscall(SYS_setuid, *spec.uid) < 0) {
             child_fail(report_fd, kStepUser, errno);
         }
     }
@@ -127,6 +132,42 @@ int lift_fd(int fd) noexcept {
         child_fail(report_fd, kStepChdir, errno);
     ::execve(argv[0], argv, envp);
     child_fail(report_fd, kStepExec, errno);
+}
+
+struct ChildArgs {
+    const SpawnSpec* spec;
+    pid_t parent;
+    int report_fd;
+    int event_fd;
+    int output_fd;
+    char* const* argv;
+    char* const* envp;
+};
+
+int child_entry(void* raw) {
+    const auto* a = static_cast<const ChildArgs*>(raw);
+    run_child(*a->spec, a->parent, a->report_fd, a->event_fd, a->output_fd, a->argv, a->envp);
+}
+
+// The child's stack until it execs. One is enough: CLONE_VFORK holds the
+// (single-threaded) supervisor until the child has exec'd or exited.
+constexpr std::size_t kChildStackSize = 256 * 1024;
+alignas(64) unsigned char g_child_stack[kChildStackSize];
+
+/// Starts run_child in a process that shares our memory until it execs (like
+/// posix_spawn), so no page tables are copied: a fork of the supervisor costs
+/// more than the rest of a task's start. Every signal is blocked meanwhile, so
+/// none of our handlers can run on the shared memory before the child resets them.
+pid_t clone_child(ChildArgs& args) {
+    sigset_t all, saved;
+    ::sigfillset(&all);
+    ::sigprocmask(SIG_SETMASK, &all, &saved);
+    pid_t pid = ::clone(child_entry, g_child_stack + kChildStackSize,
+                        CLONE_VM | CLONE_VFORK | SIGCHLD, &args);
+    int err = errno;
+    ::sigprocmask(SIG_SETMASK, &saved, nullptr);
+    errno = err;
+    return pid;
 }
 
 std::vector<char*> c_strings(const std::vector<std::string>& strings) {
@@ -161,14 +202,11 @@ SpawnedChild spawn_child(const SpawnSpec& spec) {
         check_sys(::fcntl(fd, F_SETFL, O_NONBLOCK), "fcntl O_NONBLOCK");
     }
 
-    pid_t parent = ::getpid();
-    pid_t pid = ::fork();
+    ChildArgs args{&spec,          ::getpid(),  report_write.get(), event_write.get(),
+                   output_write.get(), argv.data(), envp.data()};
+    pid_t pid = clone_child(args);
     if (pid < 0)
-        throw_sys("fork");
-    if (pid == 0) {
-        run_child(spec, parent, report_write.get(), event_write.get(), output_write.get(),
-                  argv.data(), envp.data());
-    }
+        throw_sys("clone");
     child.pid = pid;
     int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
     if (pidfd >= 0) {
@@ -181,8 +219,8 @@ SpawnedChild spawn_child(const SpawnSpec& spec) {
     output_write.reset();
     report_write.reset();
 
-    // EOF means exec succeeded; a report means the child failed before it. This
-    // blocks only for the few system calls the child makes before exec.
+    // The child has exec'd or exited by now (CLONE_VFORK): EOF means exec
+    // succeeded, a report means the child failed before it.
     ChildReport report{};
     ssize_t n;
     do {

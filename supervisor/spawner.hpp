@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
-// fork/exec of one child attempt. Everything the child needs (argv, envp, paths,
-// ids) is built before fork; between fork and exec only async-signal-safe calls run.
+// Starting one child attempt: clone (sharing memory until exec, like vfork) and exec.
+// Everything the child needs (argv, envp, paths, ids) is built before; between clone
+// and exec only async-signal-safe calls run.
 #pragma once
 
 #include <sys/types.h>

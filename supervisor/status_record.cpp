@@ -104,51 +104,6 @@ void put_fence(json& j, const std::string& task_id, int attempt, const std::stri
     j["worker_id"] = worker_id;
 }
 
-enum class MissingRow { Insert, Skip };
-
-// Closes the attempt row. Fenced on ended_at IS NULL, so the first close wins.
-bool close_attempt_row(pqxx::transaction_base& tx, const FinishRecord& r, const Text& ended,
-                       MissingRow missing) {
-    Text pid = text_of(r.pid), exit_code = text_of(r.exit_code), sig = text_of(r.signal);
-    Text peak = text_of(r.peak_memory_bytes), user = text_of(r.cpu_user_seconds);
-    Text sys = text_of(r.cpu_sys_seconds), wall = text_of(r.wall_seconds);
-    Text outcome = text_of(r.outcome), error = text_of(r.error);
-    Text tail = text_of(r.stderr_tail);
-    auto res = tx.exec_params(
-        "UPDATE task_attempts SET"
-        " ended_at = $4::timestamptz, pid = COALESCE($5::integer, pid),"
-        " exit_code = $6::integer, signal = $7::integer, core_dumped = $8::boolean,"
-        " oom_kills = $9::integer, peak_memory_bytes = $10::bigint,"
-        " cpu_user_seconds = $11::float8, cpu_sys_seconds = $12::float8,"
-        " wall_seconds = $13::float8, outcome = $14, error = $15, stderr_tail = $16"
-        " WHERE task_id = $1::uuid AND attempt = $2::integer AND worker_id = $3::uuid"
-        " AND ended_at IS NULL",
-        r.task_id, r.attempt, r.worker_id, arg(ended), arg(pid), arg(exit_code), arg(sig),
-        r.core_dumped, r.oom_kills, arg(peak), arg(user), arg(sys), arg(wall), arg(outcome),
-        arg(error), arg(tail));
-    if (res.affected_rows() > 0)
-        return true;
-    if (missing == MissingRow::Skip)
-        return false;
-
-    // The claim normally creates the attempt row; if it is missing altogether the
-    // death is still recorded. An existing (already closed) row is left alone.
-    res = tx.exec_params(
-        "INSERT INTO task_attempts (task_id, attempt, worker_id, host, pid, started_at,"
-        " ended_at, exit_code, signal, core_dumped, oom_kills, peak_memory_bytes,"
-        " cpu_user_seconds, cpu_sys_seconds, wall_seconds, outcome, error, stderr_tail)"
-        " SELECT $1::uuid, $2::integer, w.id, w.host, $5::integer,"
-        "  COALESCE(t.started_at, $4::timestamptz), $4::timestamptz, $6::integer,"
-        "  $7::integer, $8::boolean, $9::integer, $10::bigint, $11::float8, $12::float8,"
-        "  $13::float8, $14, $15, $16"
-        " FROM workers w, tasks t WHERE w.id = $3::uuid AND t.id = $1::uuid"
-        " ON CONFLICT (task_id, attempt) DO NOTHING",
-        r.task_id, r.attempt, r.worker_id, arg(ended), arg(pid), arg(exit_code), arg(sig),
-        r.core_dumped, r.oom_kills, arg(peak), arg(user), arg(sys), arg(wall), arg(outcome),
-        arg(error), arg(tail));
-    return res.affected_rows() > 0;
-}
-
 }  // namespace
 
 std::string to_iso8601(TimePoint t) {
@@ -340,36 +295,66 @@ WorkerStoppedRecord worker_stopped_from_json(const json& entry) {
 
 namespace {
 
+// One statement, so that a write costs one round trip. The task row is the
+// authority on who owns the attempt: a writer whose task row moved on may still
+// close its own attempt row if nobody else did (ended_at IS NULL), but only the
+// owner creates a missing attempt row (host from the workers row), so every death
+// has a row. An existing, already closed row is left alone.
 ApplyResult apply_finish_once(pqxx::transaction_base& tx, const FinishRecord& r) {
     const char* status = to_status_word(r.status);
     Text ended = to_iso8601(r.ended_at);
     Text not_before = to_iso8601(r.not_before.value_or(r.ended_at));
     Text error = text_of(r.error), error_type = text_of(r.error_type);
     Text result = text_of(r.result);
+    Text pid = text_of(r.pid), exit_code = text_of(r.exit_code), sig = text_of(r.signal);
+    Text peak = text_of(r.peak_memory_bytes), user = text_of(r.cpu_user_seconds);
+    Text sys = text_of(r.cpu_sys_seconds), wall = text_of(r.wall_seconds);
+    Text outcome = text_of(r.outcome), tail = text_of(r.stderr_tail);
 
-    // The task row first: it is the authority on who owns the attempt.
-    ApplyResult out;
     auto res = tx.exec_params(
-        "UPDATE tasks SET status = $4::text, error = $5, error_type = $6,"
-        " result = $7::jsonb,"
-        " progress = CASE $4::text WHEN 'completed' THEN 100 WHEN 'pending' THEN 0"
-        "            ELSE progress END,"
-        " stage = CASE WHEN $4::text = 'pending' THEN NULL ELSE stage END,"
-        " worker_id = CASE WHEN $4::text = 'pending' THEN NULL ELSE worker_id END,"
-        " not_before = CASE WHEN $4::text = 'pending' THEN $8::timestamptz"
-        "              ELSE not_before END,"
-        " finished_at = CASE WHEN $4::text = 'pending' THEN NULL ELSE $9::timestamptz END,"
-        " updated_at = now()"
-        " WHERE id = $1::uuid AND attempts = $2::integer AND status = 'inprogress'"
-        " AND worker_id = $3::uuid",
+        "WITH t AS ("
+        "  UPDATE tasks SET status = $4::text, error = $5, error_type = $6,"
+        "   result = $7::jsonb,"
+        "   progress = CASE $4::text WHEN 'completed' THEN 100 WHEN 'pending' THEN 0"
+        "              ELSE progress END,"
+        "   stage = CASE WHEN $4::text = 'pending' THEN NULL ELSE stage END,"
+        "   worker_id = CASE WHEN $4::text = 'pending' THEN NULL ELSE worker_id END,"
+        "   not_before = CASE WHEN $4::text = 'pending' THEN $8::timestamptz"
+        "                ELSE not_before END,"
+        "   finished_at = CASE WHEN $4::text = 'pending' THEN NULL"
+        "                 ELSE $9::timestamptz END,"
+        "   updated_at = now()"
+        "  WHERE id = $1::uuid AND attempts = $2::integer AND status = 'inprogress'"
+        "   AND worker_id = $3::uuid"
+        "  RETURNING started_at),"
+        " a AS ("
+        "  UPDATE task_attempts SET"
+        "   ended_at = $9::timestamptz, pid = COALESCE($10::integer, pid),"
+        "   exit_code = $11::integer, signal = $12::integer, core_dumped = $13::boolean,"
+        "   oom_kills = $14::integer, peak_memory_bytes = $15::bigint,"
+        "   cpu_user_seconds = $16::float8, cpu_sys_seconds = $17::float8,"
+        "   wall_seconds = $18::float8, outcome = $19, error = $5, stderr_tail = $20"
+        "  WHERE task_id = $1::uuid AND attempt = $2::integer AND worker_id = $3::uuid"
+        "   AND ended_at IS NULL"
+        "  RETURNING 1),"
+        " i AS ("
+        "  INSERT INTO task_attempts (task_id, attempt, worker_id, host, pid, started_at,"
+        "   ended_at, exit_code, signal, core_dumped, oom_kills, peak_memory_bytes,"
+        "   cpu_user_seconds, cpu_sys_seconds, wall_seconds, outcome, error, stderr_tail)"
+        "  SELECT $1::uuid, $2::integer, w.id, w.host, $10::integer,"
+        "   COALESCE(t.started_at, $9::timestamptz), $9::timestamptz, $11::integer,"
+        "   $12::integer, $13::boolean, $14::integer, $15::bigint, $16::float8,"
+        "   $17::float8, $18::float8, $19, $5, $20"
+        "  FROM workers w, t WHERE w.id = $3::uuid AND NOT EXISTS (SELECT 1 FROM a)"
+        "  ON CONFLICT (task_id, attempt) DO NOTHING"
+        "  RETURNING 1)"
+        " SELECT EXISTS (SELECT 1 FROM t), EXISTS (SELECT 1 FROM a) OR EXISTS (SELECT 1 FROM i)",
         r.task_id, r.attempt, r.worker_id, status, arg(error), arg(error_type), arg(result),
-        arg(not_before), arg(ended));
-    out.task_row = res.affected_rows() > 0;
-
-    // A writer whose task row moved on may still close its own attempt row if
-    // nobody else did (ended_at IS NULL), but never creates one.
-    out.attempt_row =
-        close_attempt_row(tx, r, ended, out.task_row ? MissingRow::Insert : MissingRow::Skip);
+        arg(not_before), arg(ended), arg(pid), arg(exit_code), arg(sig), r.core_dumped,
+        r.oom_kills, arg(peak), arg(user), arg(sys), arg(wall), arg(outcome), arg(tail));
+    ApplyResult out;
+    out.task_row = res[0][0].as<bool>();
+    out.attempt_row = res[0][1].as<bool>();
     return out;
 }
 
@@ -398,7 +383,7 @@ ApplyResult apply_finish(pqxx::work& tx, const FinishRecord& r) {
     }
 }
 
-ApplyResult apply_progress(pqxx::work& tx, const ProgressRecord& r) {
+ApplyResult apply_progress(pqxx::transaction_base& tx, const ProgressRecord& r) {
     Text stage = text_of(r.stage);
     auto res = tx.exec_params(
         "UPDATE tasks SET progress = $4::float8, stage = COALESCE($5, stage),"
@@ -411,7 +396,7 @@ ApplyResult apply_progress(pqxx::work& tx, const ProgressRecord& r) {
     return out;
 }
 
-ApplyResult apply_worker_stopped(pqxx::work& tx, const WorkerStoppedRecord& r) {
+ApplyResult apply_worker_stopped(pqxx::transaction_base& tx, const WorkerStoppedRecord& r) {
     Text at = r.at ? Text(to_iso8601(*r.at)) : std::nullopt;
     auto res = tx.exec_params(
         "UPDATE workers SET stopped_at = COALESCE($2::timestamptz, now()),"
@@ -423,12 +408,17 @@ ApplyResult apply_worker_stopped(pqxx::work& tx, const WorkerStoppedRecord& r) {
     return out;
 }
 
-ApplyResult apply_entry(pqxx::work& tx, const json& entry) {
+namespace {
+
+// work is set for the guarded form (a savepoint around a finish).
+ApplyResult dispatch_entry(pqxx::transaction_base& tx, pqxx::work* work, const json& entry) {
     if (!entry.is_object())
         throw std::invalid_argument("journal entry is not an object");
     auto kind = canonical_kind(required_field<std::string>(entry, "kind"));
-    if (kind == kFinishAttempt)
-        return apply_finish(tx, finish_from_json(entry));
+    if (kind == kFinishAttempt) {
+        FinishRecord rec = finish_from_json(entry);
+        return work ? apply_finish(*work, rec) : apply_finish_once(tx, rec);
+    }
     if (kind == kProgress)
         return apply_progress(tx, progress_from_json(entry));
     if (kind == kWorkerStopped)
@@ -437,6 +427,16 @@ ApplyResult apply_entry(pqxx::work& tx, const json& entry) {
     if (kind == "heartbeat")
         return {};
     throw std::invalid_argument("unknown journal entry kind '" + kind + "'");
+}
+
+}  // namespace
+
+ApplyResult apply_entry(pqxx::work& tx, const json& entry) {
+    return dispatch_entry(tx, &tx, entry);
+}
+
+ApplyResult apply_entry_unguarded(pqxx::transaction_base& tx, const json& entry) {
+    return dispatch_entry(tx, nullptr, entry);
 }
 
 }  // namespace pv

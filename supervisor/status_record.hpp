@@ -116,8 +116,8 @@ struct ApplyResult {
     bool applied() const { return attempt_row || task_row; }
 };
 
-/// Ends an attempt. Both statements are fenced, so applying the same record twice,
-/// or a record from a supervisor presumed dead, changes nothing:
+/// Ends an attempt in one statement whose two updates are fenced, so applying the
+/// same record twice, or a record from a supervisor presumed dead, changes nothing:
 ///   UPDATE tasks ... WHERE id = task_id AND attempts = attempt
 ///                    AND status = 'inprogress' AND worker_id = worker_id
 ///   UPDATE task_attempts ... WHERE task_id, attempt, worker_id match AND ended_at IS NULL
@@ -135,13 +135,19 @@ ApplyResult apply_finish(pqxx::work& tx, const FinishRecord& rec);
 
 /// Sets progress and stage, fenced like apply_finish and only ever forward
 /// (AND progress <= new value), so an old report never overwrites a newer one.
-ApplyResult apply_progress(pqxx::work& tx, const ProgressRecord& rec);
+ApplyResult apply_progress(pqxx::transaction_base& tx, const ProgressRecord& rec);
 
 /// Sets workers.stopped_at (and heartbeat_at) where stopped_at is still NULL.
-ApplyResult apply_worker_stopped(pqxx::work& tx, const WorkerStoppedRecord& rec);
+ApplyResult apply_worker_stopped(pqxx::transaction_base& tx, const WorkerStoppedRecord& rec);
 
 /// Dispatches a JSON entry on its "kind". Throws std::invalid_argument for an
 /// unknown kind or malformed entry.
 ApplyResult apply_entry(pqxx::work& tx, const nlohmann::json& entry);
+
+/// apply_entry without the savepoint around a finish, for batches of writes in
+/// one transaction (or one autocommitted statement): a payload the database
+/// refuses throws instead of being trimmed, and the caller applies the batch
+/// again one entry at a time with apply_entry.
+ApplyResult apply_entry_unguarded(pqxx::transaction_base& tx, const nlohmann::json& entry);
 
 }  // namespace pv

@@ -142,8 +142,17 @@ bool Supervisor::start() {
                    {{"error_message", e.what()}});
         return false;
     }
-    log::info("Cgroup mode",
-              {{"cgroup_mode", to_string(m_cgroups->mode())}, {"where", m_cgroups->describe()}});
+    nlohmann::json mode_fields = {{"cgroup_mode", to_string(m_cgroups->mode())},
+                                  {"where", m_cgroups->describe()}};
+    if (m_cgroups->mode() != CgroupMode::Rlimit) {
+        auto dynmods = favor_dynmods(m_cfg.favor_dynmods);
+        mode_fields["favordynmods"] = dynmods.on;
+        if (m_cfg.favor_dynmods && !dynmods.on) {
+            log::warn("Cannot turn on favordynmods, each child start waits for the kernel",
+                      {{"mount_point", dynmods.mount_point}, {"error_message", dynmods.error}});
+        }
+    }
+    log::info("Cgroup mode", mode_fields);
     try {
         // Also the instance lock: a second supervisor with this state dir and
         // instance stops here instead of sharing the journal or the cgroups.
@@ -383,7 +392,8 @@ void Supervisor::claim_round() {
         claimed = tasks.size();
         for (const auto& t : tasks) start_task(t);
     }
-    if (free_slots > 0) {
+    // With every slot taken, a finishing child triggers the next round anyway.
+    if (free_slots > static_cast<int>(claimed)) {
         if (auto wait = m_store.seconds_until_next_pending()) {
             m_delayed_timer.arm(*wait + 0.05);
         }

@@ -182,19 +182,27 @@ std::vector<TaskInfo> TaskStore::claim(int slots, const WorkerInfo& worker,
     if (slots <= 0 || !ensure_connected())
         return tasks;
     try {
-        pqxx::work tx(*m_conn->db);
+        // One autocommitted statement: the claim and its attempt rows in one round trip.
+        pqxx::nontransaction tx(*m_conn->db);
         auto rows = tx.exec_params(
             "WITH picked AS ("
             "  SELECT id FROM tasks"
             "  WHERE status = 'pending' AND not_before <= now() AND NOT cancel_requested"
-            "  ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED)"
-            " UPDATE tasks t SET status = 'inprogress', attempts = t.attempts + 1,"
+            "  ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED),"
+            " claimed AS ("
+            "  UPDATE tasks t SET status = 'inprogress', attempts = t.attempts + 1,"
             "   worker_id = $2::uuid, started_at = now(), updated_at = now(),"
             "   progress = 0, stage = NULL, finished_at = NULL"
-            " FROM picked WHERE t.id = picked.id"
-            " RETURNING t.id::text, t.attempts, t.max_attempts, t.timeout_seconds,"
-            "   t.request::text, t.created_at",
-            slots, worker.id);
+            "  FROM picked WHERE t.id = picked.id"
+            "  RETURNING t.id, t.attempts, t.max_attempts, t.timeout_seconds, t.request,"
+            "   t.created_at),"
+            " opened AS ("
+            "  INSERT INTO task_attempts (task_id, attempt, worker_id, host, cgroup_mode,"
+            "   started_at)"
+            "  SELECT id, attempts, $2::uuid, $3, $4, now() FROM claimed)"
+            " SELECT id::text, attempts, max_attempts, timeout_seconds, request::text"
+            " FROM claimed ORDER BY created_at",
+            slots, worker.id, worker.host, worker.cgroup_mode);
         for (const auto& row : rows) {
             TaskInfo t;
             t.id = row[0].as<std::string>();
@@ -202,13 +210,8 @@ std::vector<TaskInfo> TaskStore::claim(int slots, const WorkerInfo& worker,
             t.max_attempts = row[2].as<int>();
             t.timeout_seconds = row[3].is_null() ? default_timeout : row[3].as<double>();
             t.request = row[4].as<std::string>();
-            tx.exec_params0(
-                "INSERT INTO task_attempts (task_id, attempt, worker_id, host, cgroup_mode,"
-                " started_at) VALUES ($1::uuid, $2, $3::uuid, $4, $5, now())",
-                t.id, t.attempt, worker.id, worker.host, worker.cgroup_mode);
             tasks.push_back(std::move(t));
         }
-        tx.commit();
     } catch (const std::exception& e) {
         note_error("claim", e);
         tasks.clear();
@@ -362,6 +365,8 @@ std::optional<double> TaskStore::flush() {
     // applied (keeping the order), so they too end in the journal after their
     // retries and a stopping supervisor can exit.
     const bool replay_blocked = m_journal && !m_journal->empty() && !replay_journal_now();
+    if (!replay_blocked)
+        flush_batch(now);
     for (auto it = m_queue.begin(); it != m_queue.end();) {
         if (it->next_try > now) {
             ++it;
@@ -377,8 +382,6 @@ std::optional<double> TaskStore::flush() {
             if (!ensure_connected())
                 throw pqxx::broken_connection("database unreachable");
             apply(*it);
-            if (it->failures > 0)
-                log::info("Database write succeeded after retries", fields);
             it = m_queue.erase(it);
             continue;
         } catch (const std::exception& e) {
@@ -422,32 +425,84 @@ std::optional<double> TaskStore::flush() {
     return std::max(0.0, next - now);
 }
 
+void TaskStore::flush_batch(double now) {
+    std::vector<std::size_t> due;
+    for (std::size_t i = 0; i < m_queue.size(); ++i) {
+        if (m_queue[i].next_try <= now)
+            due.push_back(i);
+    }
+    if (due.empty() || !ensure_connected())
+        return;
+    std::vector<ApplyResult> results;
+    try {
+        if (due.size() == 1) {
+            // Every write is a single statement, atomic on its own.
+            pqxx::nontransaction tx(*m_conn->db);
+            results.push_back(run_write(tx, m_queue[due[0]], nullptr));
+        } else {
+            pqxx::work tx(*m_conn->db);
+            for (std::size_t i : due) results.push_back(run_write(tx, m_queue[i], nullptr));
+            tx.commit();
+        }
+    } catch (const std::exception& e) {
+        // The writes are fenced and idempotent: the one-at-a-time pass in flush()
+        // applies them again, with its retries, trimming and journal.
+        log::debug("Batched database writes failed, applying one at a time",
+                   {{"writes", due.size()}, {"error_message", e.what()}});
+        return;
+    }
+    for (std::size_t k = 0; k < due.size(); ++k) report_applied(m_queue[due[k]], results[k]);
+    for (auto it = due.rbegin(); it != due.rend(); ++it) {
+        m_queue.erase(m_queue.begin() + static_cast<std::ptrdiff_t>(*it));
+    }
+}
+
 void TaskStore::apply(const DbWrite& w) {
-    const auto& a = w.args;
     pqxx::work tx(*m_conn->db);
+    ApplyResult applied = run_write(tx, w, &tx);
+    tx.commit();
+    report_applied(w, applied);
+}
+
+ApplyResult TaskStore::run_write(pqxx::transaction_base& tx, const DbWrite& w,
+                                 pqxx::work* guarded) {
+    const auto& a = w.args;
     if (w.kind == "heartbeat") {
         tx.exec_params0("UPDATE workers SET heartbeat_at = now() WHERE id = $1::uuid",
                         a.at("worker_id").get<std::string>());
-    } else if (w.kind == "attempt_started") {
+        return {};
+    }
+    if (w.kind == "attempt_started") {
         // The pid is known while the child runs (the final write repeats it).
         tx.exec_params0(
             "UPDATE task_attempts SET pid = $3 WHERE task_id = $1::uuid AND attempt = $2"
             " AND worker_id = $4::uuid AND ended_at IS NULL",
             a.at("task_id").get<std::string>(), a.at("attempt").get<int>(), a.at("pid").get<int>(),
             a.at("worker_id").get<std::string>());
-    } else if (w.kind == "finish" || w.kind == "progress" || w.kind == "worker_stopped") {
-        // The same fenced statements the journal replays (status_record.hpp).
-        auto applied = apply_entry(tx, to_json(w));
-        if (w.kind == "finish" && !applied.task_row) {
-            log::warn("Task no longer ours, final state not written",
-                      {{"task_id", a.value("task_id", "")},
-                       {"attempt", a.value("attempt", 0)},
-                       {"status", a.value("status", "")}});
-        }
-    } else {
-        log::error("Unknown database write dropped", {{"operation", w.kind}});
+        return {};
     }
-    tx.commit();
+    if (w.kind == "finish" || w.kind == "progress" || w.kind == "worker_stopped") {
+        // The same fenced statements the journal replays (status_record.hpp).
+        return guarded ? apply_entry(*guarded, to_json(w)) : apply_entry_unguarded(tx, to_json(w));
+    }
+    log::error("Unknown database write dropped", {{"operation", w.kind}});
+    return {};
+}
+
+void TaskStore::report_applied(const DbWrite& w, const ApplyResult& applied) {
+    const auto& a = w.args;
+    if (w.failures > 0) {
+        nlohmann::json fields = {{"operation", w.kind}};
+        if (a.contains("task_id"))
+            fields["task_id"] = a["task_id"];
+        log::info("Database write succeeded after retries", fields);
+    }
+    if (w.kind == "finish" && !applied.task_row) {
+        log::warn("Task no longer ours, final state not written",
+                  {{"task_id", a.value("task_id", "")},
+                   {"attempt", a.value("attempt", 0)},
+                   {"status", a.value("status", "")}});
+    }
 }
 
 }  // namespace pv

@@ -19,6 +19,7 @@
 #include "child_process.hpp"
 #include "journal.hpp"
 #include "lease.hpp"
+#include "status_record.hpp"
 
 namespace pv {
 
@@ -125,7 +126,15 @@ public:
 private:
     struct Conn;
     void disconnect() noexcept;
+    /// Applies every due write in one transaction (one statement when there is
+    /// just one) and removes them from the queue; on any failure leaves the queue
+    /// as it was for the one-at-a-time pass.
+    void flush_batch(double now);
     void apply(const DbWrite& write);
+    /// Runs one write's statement; `guarded` (the same transaction) puts a finish
+    /// in a savepoint that trims a refused payload.
+    ApplyResult run_write(pqxx::transaction_base& tx, const DbWrite& write, pqxx::work* guarded);
+    void report_applied(const DbWrite& write, const ApplyResult& applied);
     void note_error(const char* operation, const std::exception& e,
                     const nlohmann::json& fields = nlohmann::json::object());
 
