@@ -45,7 +45,7 @@ constexpr std::size_t kMiB = 1024 * 1024;
 
 constexpr const char* kUsage =
     R"(usage: fault_child [--request FILE] [--work-dir DIR] [--task-id ID]
-                   [--event-fd N] [--marker ANY]
+                   [--event-fd N] [--marker ANY] [--renderer PATH]
 Reads the request JSON from --request FILE (or stdin) and behaves as its "fault" says:
   succeed              progress events, then a result          steps, step_ms, output
   sleep_then_succeed   sleep, then succeed                     seconds
@@ -84,15 +84,21 @@ Reads the request JSON from --request FILE (or stdin) and behaves as its "fault"
   bad_events           invalid and overlong event lines, then succeed
   inspect              succeed; the result describes the process (fds, signal mask,
                        ignored signals, session, uid, cwd, cgroups, PV_* environment)
+  render               exec the real renderer (--renderer PATH) with the same --request,
+                       --work-dir, --task-id and --event-fd; stdin and the event fd
+                       are passed on unchanged, the rest of the request is a real one
 Every fault first sends progress(1, "start") unless "quiet" is true.
 "on_attempt": {"N": "fault"} picks another fault when PV_ATTEMPT is N.
 Extra --marker arguments are ignored; tests use them to find their processes.
+The renderer takes no --marker: "render" exports it as FAULT_CHILD_MARKER instead.
 )";
 
 struct Args {
     std::string request_path;
     std::string work_dir;
     std::string task_id;
+    std::string marker;
+    std::string renderer;
     int event_fd = -1;
 };
 
@@ -122,7 +128,9 @@ Args parse_args(int argc, char** argv) {
         } else if (a == "--event-fd") {
             args.event_fd = std::atoi(value().c_str());
         } else if (a == "--marker") {
-            value();
+            args.marker = value();
+        } else if (a == "--renderer") {
+            args.renderer = value();
         } else if (a == "--help" || a == "-h") {
             std::cout << kUsage;
             std::exit(0);
@@ -241,6 +249,7 @@ public:
             {"bad_events", [&] { return bad_events(); }},
             {"flaky", [&] { return flaky(); }},
             {"inspect", [&] { return inspect(); }},
+            {"render", [&] { return exec_renderer(); }},
         };
         auto it = table.find(fault);
         if (it == table.end()) {
@@ -628,6 +637,38 @@ private:
         });
         m_events.result(body);
         return 0;
+    }
+
+    // Becomes the renderer: same process, so the supervisor sees the renderer's
+    // own exit, signal and memory. fd 3 must survive the exec; stdin is untouched
+    // (the request was read from --request).
+    int exec_renderer() {
+        if (m_args.renderer.empty() || m_args.request_path.empty()) {
+            m_events.error("invalid_request", "fault_child: render needs --renderer and --request",
+                           false);
+            return 2;
+        }
+        std::vector<std::string> args = {m_args.renderer, "--request", m_args.request_path};
+        if (!m_args.work_dir.empty())
+            args.insert(args.end(), {"--work-dir", m_args.work_dir});
+        if (!m_args.task_id.empty())
+            args.insert(args.end(), {"--task-id", m_args.task_id});
+        if (m_args.event_fd >= 0) {
+            args.insert(args.end(), {"--event-fd", std::to_string(m_args.event_fd)});
+            const int flags = ::fcntl(m_args.event_fd, F_GETFD);
+            if (flags >= 0)
+                ::fcntl(m_args.event_fd, F_SETFD, flags & ~FD_CLOEXEC);
+        }
+        if (!m_args.marker.empty())
+            ::setenv("FAULT_CHILD_MARKER", m_args.marker.c_str(), 1);
+        std::vector<char*> argv;
+        for (auto& a : args) argv.push_back(a.data());
+        argv.push_back(nullptr);
+        ::execv(argv[0], argv.data());
+        m_events.error("internal",
+                       "fault_child: cannot exec " + m_args.renderer + ": " + std::strerror(errno),
+                       false);
+        return 127;
     }
 
     Args m_args;

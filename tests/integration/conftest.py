@@ -106,16 +106,30 @@ def proc_cmdline(pid):
     return " ".join(proc_argv(pid))
 
 
+def has_marker(pid, marker):
+    """Whether the process was started with the arguments `--marker MARKER`, or
+    carries FAULT_CHILD_MARKER=MARKER in its environment (the renderer that
+    fault_child's "render" becomes takes no --marker argument)."""
+    argv = proc_argv(pid)
+    if any(a == "--marker" and b == marker for a, b in zip(argv, argv[1:])):
+        return True
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            env = f.read().split(b"\0")
+    except OSError:
+        return False
+    return f"FAULT_CHILD_MARKER={marker}".encode() in env
+
+
 def processes_with(marker):
-    """Live (non-zombie) processes started with the arguments `--marker MARKER`:
-    the test's children and their descendants, not the supervisor (whose
-    --child-command value merely contains the marker)."""
+    """Live (non-zombie) processes marked by `has_marker`: the test's children
+    and their descendants, not the supervisor (whose --child-command value
+    merely contains the marker)."""
     found = []
     for pid in _proc_pids():
         if pid == os.getpid():
             continue
-        argv = proc_argv(pid)
-        if any(a == "--marker" and b == marker for a, b in zip(argv, argv[1:])):
+        if has_marker(pid, marker):
             st = proc_stat(pid)
             if st and st[0] != "Z":
                 found.append(pid)
@@ -427,8 +441,11 @@ class Harness:
 
     # supervisors
 
-    def child_command(self):
-        return f"{FAULT_CHILD} --marker {self.marker}"
+    def child_command(self, renderer=None):
+        """fault_child with the test's marker; with `renderer`, its "render"
+        fault execs that program."""
+        command = f"{FAULT_CHILD} --marker {self.marker}"
+        return f"{command} --renderer {renderer}" if renderer else command
 
     def supervisor_env(self, env=None):
         e = {k: v for k, v in os.environ.items() if k not in SUPERVISOR_ENV}
