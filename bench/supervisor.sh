@@ -15,6 +15,9 @@ N_DISPATCH=${N_DISPATCH:-5000}
 N_LATENCY=${N_LATENCY:-200}
 IDLE_SECONDS=${IDLE_SECONDS:-30}
 DISPATCH_CHILDREN=${DISPATCH_CHILDREN:-2 4}
+# Fast cgroup joins (README, cgroup modes): remounts the host's cgroup2 with
+# favordynmods until reboot. BENCH_FAVORDYNMODS=false measures without.
+FAVORDYNMODS=${BENCH_FAVORDYNMODS:-true}
 export DATABASE_URL
 
 sup_pid=
@@ -28,7 +31,8 @@ start_supervisor() {
     shift 3
     mkdir -p "$STATE/$name/state" "$STATE/$name/work"
     "$SUPERVISOR" --max-children "$children" --child-command "$child" \
-        --log-format json --state-dir "$STATE/$name/state" --work-root "$STATE/$name/work" \
+        --cgroup-favordynmods "$FAVORDYNMODS" --log-format json \
+        --state-dir "$STATE/$name/state" --work-root "$STATE/$name/work" \
         --instance "bench-$name" "$@" >"$RESULTS/supervisor-$name.log" 2>&1 &
     sup_pid=$!
     # Ready once its workers row is there (it registers before claiming work).
@@ -61,6 +65,8 @@ kill_dir=$(mktemp -d /tmp/pv-bench-kill.XXXXXX)
 chmod 1777 "$kill_dir"  # the child may run as nobody
 log "kill latency: $N_KILL tasks"
 start_supervisor kill 2 "$BENCH_CHILD sleep $kill_dir"
+dynmods=$(grep -o '"favordynmods":[a-z]*' "$RESULTS/supervisor-kill.log" | head -n1 | cut -d: -f2)
+echo "cgroup2 favordynmods: ${dynmods:-unknown} (asked: $FAVORDYNMODS)" >>"$RESULTS/machine.txt"
 "$PVBENCH" kill-latency "$kill_dir" "$N_KILL" >"$RESULTS/ours-kill.csv"
 stop_supervisor
 rm -rf "$kill_dir"

@@ -93,10 +93,12 @@ public:
     }
 
     bool empty() const override {
+        // Every process of the task joined the tracker too (the child joins all
+        // three before exec and descendants inherit them), so its "populated"
+        // answers for the v1 cgroups as well.
         if (!m_track_dir.empty()) {
-            auto populated = fs::read_keyed(m_track_dir + "/cgroup.events", "populated");
-            if (populated && *populated != 0)
-                return false;
+            if (auto populated = fs::read_keyed(m_track_dir + "/cgroup.events", "populated"))
+                return *populated == 0;
         }
         return pids().empty();
     }

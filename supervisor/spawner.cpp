@@ -210,8 +210,7 @@ SpawnedChild spawn_child(const SpawnSpec& spec) {
     child.pid = pid;
     int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
     if (pidfd >= 0) {
-        ::fcntl(pidfd, F_SETFD, FD_CLOEXEC);
-        child.pidfd.reset(pidfd);
+        child.pidfd.reset(pidfd);  // pidfd_open sets close-on-exec itself
     }
 
     // Our copies of the write ends must go, or EOF never arrives.

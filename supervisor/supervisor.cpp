@@ -34,6 +34,7 @@ constexpr double kMemoryWarningEvery = 30.0;
 constexpr double kProgressEvery = 0.5;  // at most 2 progress writes per second per task
 constexpr double kTeardownPoll = 0.05;
 constexpr double kTeardownDeadline = 5.0;  // kill stragglers + drain pipes, at most
+constexpr double kPidWriteDelay = 0.25;    // a running attempt's pid reaches the row
 constexpr int kPidsMax = 512;
 
 std::string read_uuid() {
@@ -655,10 +656,14 @@ void Supervisor::start_task(const TaskInfo& task) {
         return;  // exits 127 at once; reaped and recorded as a spawn failure
     }
     c.timer().arm(task.timeout_seconds);
-    m_store.enqueue(DbWrite{
-        "attempt_started",
-        {{"task_id", task.id}, {"attempt", task.attempt}, {"worker_id", m_worker.id}, {"pid", pid}},
-        1});
+    // Written a little later: a child that is done by then never needs this write.
+    m_store.enqueue(DbWrite{"attempt_started",
+                            {{"task_id", task.id},
+                             {"attempt", task.attempt},
+                             {"worker_id", m_worker.id},
+                             {"pid", pid}},
+                            1},
+                    kPidWriteDelay);
     log::info(
         "Task started",
         {{"task_id", task.id}, {"attempt", task.attempt}, {"pid", pid}, {"work_dir", work_dir}});
@@ -702,11 +707,14 @@ void Supervisor::reap_children() {
 
 void Supervisor::on_reaped(ChildProcess& child, int status, const rusage& ru) {
     child.mark_reaped(status, ru);
-    if (child.cgroup())
+    if (child.cgroup() && !child.cgroup()->empty())
         child.cgroup()->signal_all(SIGKILL);
     child.drain_deadline = monotonic_seconds() + kTeardownDeadline;
-    child.timer().arm(kTeardownPoll, kTeardownPoll);
+    pid_t pid = child.pid();
     check_teardown(child);
+    // Still draining (stragglers, open pipes): look again every kTeardownPoll.
+    if (ChildProcess* still = find(pid))
+        still->timer().arm(kTeardownPoll, kTeardownPoll);
 }
 
 void Supervisor::on_child_timer(pid_t pid) {

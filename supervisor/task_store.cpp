@@ -346,7 +346,7 @@ bool TaskStore::all_writes_exhausted() const {
                        [](const DbWrite& w) { return w.failures >= w.max_tries; });
 }
 
-void TaskStore::enqueue(DbWrite write) {
+void TaskStore::enqueue(DbWrite write, double delay) {
     if (write.kind == "heartbeat") {
         // One pending heartbeat is enough.
         for (const auto& w : m_queue) {
@@ -354,7 +354,15 @@ void TaskStore::enqueue(DbWrite write) {
                 return;
         }
     }
-    write.next_try = 0;
+    if (write.kind == "finish") {
+        const auto& a = write.args;
+        std::erase_if(m_queue, [&](const DbWrite& w) {
+            return w.kind == "attempt_started" && w.failures == 0 &&
+                   w.args.value("task_id", "") == a.value("task_id", "") &&
+                   w.args.value("attempt", 0) == a.value("attempt", 0);
+        });
+    }
+    write.next_try = delay > 0 ? monotonic_seconds() + delay : 0;
     m_queue.push_back(std::move(write));
 }
 
@@ -433,27 +441,21 @@ void TaskStore::flush_batch(double now) {
     }
     if (due.empty() || !ensure_connected())
         return;
+    // Every write is a single fenced, idempotent statement, atomic on its own, so
+    // each is autocommitted: no BEGIN and COMMIT round trips around the batch.
     std::vector<ApplyResult> results;
     try {
-        if (due.size() == 1) {
-            // Every write is a single statement, atomic on its own.
-            pqxx::nontransaction tx(*m_conn->db);
-            results.push_back(run_write(tx, m_queue[due[0]], nullptr));
-        } else {
-            pqxx::work tx(*m_conn->db);
-            for (std::size_t i : due) results.push_back(run_write(tx, m_queue[i], nullptr));
-            tx.commit();
-        }
+        pqxx::nontransaction tx(*m_conn->db);
+        for (std::size_t i : due) results.push_back(run_write(tx, m_queue[i], nullptr));
     } catch (const std::exception& e) {
-        // The writes are fenced and idempotent: the one-at-a-time pass in flush()
-        // applies them again, with its retries, trimming and journal.
-        log::debug("Batched database writes failed, applying one at a time",
-                   {{"writes", due.size()}, {"error_message", e.what()}});
-        return;
+        // The writes not applied yet go through the one-at-a-time pass in flush(),
+        // with its retries, trimming and journal.
+        log::debug("Batched database write failed, applying the rest one at a time",
+                   {{"writes", due.size() - results.size()}, {"error_message", e.what()}});
     }
-    for (std::size_t k = 0; k < due.size(); ++k) report_applied(m_queue[due[k]], results[k]);
-    for (auto it = due.rbegin(); it != due.rend(); ++it) {
-        m_queue.erase(m_queue.begin() + static_cast<std::ptrdiff_t>(*it));
+    for (std::size_t k = 0; k < results.size(); ++k) report_applied(m_queue[due[k]], results[k]);
+    for (std::size_t k = results.size(); k-- > 0;) {
+        m_queue.erase(m_queue.begin() + static_cast<std::ptrdiff_t>(due[k]));
     }
 }
 

@@ -108,8 +108,10 @@ public:
     /// Replays the journal now; false when the database did not answer.
     bool replay_journal_now();
 
-    /// Queues a write; it is tried at once by the next flush().
-    void enqueue(DbWrite write);
+    /// Queues a write, tried by the first flush() at least `delay` seconds from now.
+    /// A finish supersedes a still queued attempt_started of its attempt (the
+    /// finish repeats the pid).
+    void enqueue(DbWrite write, double delay = 0);
 
     /// Tries every due queued write. Returns the seconds until the next retry is due,
     /// or nullopt when the queue is empty.
