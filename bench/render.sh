@@ -6,7 +6,14 @@
 # made three ways, RENDER_RUNS times each, interleaved:
 #   ours     protovideo-render, as the supervisor would start it
 #   cli      the ffmpeg command line: -loop 1 inputs, zoompan, xfade, amix
-#   x264     ffmpeg encoding our own frames from raw yuv420p (encoding only)
+#   x264     ffmpeg encoding our own frames from raw yuv420p (encoding only):
+#            the very frames our encoder gets (PROTOVIDEO_RAW_FRAMES), with our
+#            x264 settings (child/render/muxer.cpp), so the only difference is
+#            what the renderer does besides encoding; render-x264-check.txt
+#            says whether its video decodes to exactly ours.
+#   x264dflt informational, not in the report: the comparison before, ffmpeg's
+#            x264 defaults (3 frame threads on 2 cores, threaded lookahead,
+#            keyint 250) on frames decoded back from our MP4
 # Each run is timed by /usr/bin/time -v (wall time, peak RSS).
 # Needs: RENDER, MEDIA, RESULTS, STATE.
 set -euo pipefail
@@ -87,24 +94,37 @@ run_cli() {
         -movflags +faststart "$work/cli-$run.mp4"
 }
 
+# The renderer's encoder settings (muxer.cpp): High profile, a keyframe every
+# 2 s, one thread per core up to 4, 8x8dct, no lookahead thread, BT.709 tags.
+x264_threads=$(getconf _NPROCESSORS_ONLN)
+[ "$x264_threads" -gt 4 ] && x264_threads=4
 run_x264() {
     local run=$1
     timed x264 "$run" ffmpeg -nostdin -hide_banner -y -f rawvideo -pix_fmt yuv420p \
         -s 1080x1920 -r 24 -i "$work/frames.yuv" \
-        -c:v libx264 -preset veryfast -crf 23 -an -f mp4 "$work/x264-$run.mp4"
+        -c:v libx264 -preset veryfast -crf 23 -profile:v high -g 48 -threads "$x264_threads" \
+        -x264-params 8x8dct=1:sync-lookahead=0 -color_range tv -colorspace bt709 \
+        -color_primaries bt709 -color_trc bt709 -an -f mp4 "$work/x264-$run.mp4"
+}
+
+run_x264_defaults() {
+    local run=$1
+    timed x264dflt "$run" ffmpeg -nostdin -hide_banner -y -f rawvideo -pix_fmt yuv420p \
+        -s 1080x1920 -r 24 -i "$work/decoded.yuv" \
+        -c:v libx264 -preset veryfast -crf 23 -an -f mp4 "$work/x264dflt-$run.mp4"
 }
 
 echo "name,run,wall_s,max_rss_kb,exit,cpu_s" >"$RESULTS/render.csv"
 
 # Our frames, dumped once, are what x264 alone encodes.
 log "run 0 of ours (warm-up, also the frames for x264 alone)"
-run_ours 0
+PROTOVIDEO_RAW_FRAMES=$work/frames.yuv run_ours 0
 out=$(find "$work/out" -name '*.mp4' | head -n1)
 if [ -z "$out" ]; then
     log "protovideo-render produced no MP4; see $work/ours-0.log"
     exit 1
 fi
-ffmpeg -nostdin -v error -y -i "$out" -f rawvideo -pix_fmt yuv420p "$work/frames.yuv"
+ffmpeg -nostdin -v error -y -i "$out" -f rawvideo -pix_fmt yuv420p "$work/decoded.yuv"
 ffprobe -v error -count_frames -select_streams v:0 -show_entries stream=nb_read_frames,width,height,r_frame_rate,duration \
     -of default=nw=1 "$out" >"$RESULTS/render-ours-stream.txt"
 sed -i '/^ours,0,/d' "$RESULTS/render.csv"
@@ -115,8 +135,21 @@ for run in $(seq 1 "$RENDER_RUNS"); do
     run_ours "$run"
     run_cli "$run"
     run_x264 "$run"
+    run_x264_defaults "$run"
 done
+# Same frames and same settings give the same stream: check it.
+out=$(find "$work/out" -name '*.mp4' | head -n1)
+frame_sums() { ffmpeg -nostdin -v error -i "$1" -map 0:v -f framemd5 - | grep -v '^#'; }
+if [ -n "$out" ] && [ -f "$work/x264-1.mp4" ] &&
+    cmp -s <(frame_sums "$out") <(frame_sums "$work/x264-1.mp4"); then
+    echo "x264 alone decodes to exactly our video (same frames, same settings)" \
+        >"$RESULTS/render-x264-check.txt"
+else
+    echo "x264 alone does NOT decode to our video: frames or settings differ" \
+        >"$RESULTS/render-x264-check.txt"
+    log "x264 alone differs from our video; see render-x264-check.txt"
+fi
 ffprobe -v error -count_frames -select_streams v:0 -show_entries stream=nb_read_frames,duration \
     -of default=nw=1 "$work/cli-1.mp4" >"$RESULTS/render-cli-stream.txt" 2>/dev/null || true
-rm -f "$work/frames.yuv"
+rm -f "$work/frames.yuv" "$work/decoded.yuv"
 log "done"

@@ -19,6 +19,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <optional>
 
@@ -415,6 +416,38 @@ std::unique_ptr<TextPainter> global_captions(const RenderJob& job, const Plan& p
     }
 }
 
+// PROTOVIDEO_RAW_FRAMES names a file that receives every frame sent to the
+// encoder as raw yuv420p, so that a benchmark can time x264 alone on exactly
+// the frames we encode (bench/render.sh). Unset: nothing is written.
+class RawFrameDump {
+public:
+    RawFrameDump() {
+        if (const char* path = std::getenv("PROTOVIDEO_RAW_FRAMES"); path && *path) {
+            m_out.open(path, std::ios::binary | std::ios::trunc);
+            if (!m_out)
+                throw std::runtime_error(std::string("cannot create ") + path);
+        }
+    }
+    void write(const AVFrame& f) {
+        if (!m_out.is_open())
+            return;
+        for (int p = 0; p < 3; ++p) {
+            const int rows = p == 0 ? f.height : f.height / 2;
+            const int cols = p == 0 ? f.width : f.width / 2;
+            for (int y = 0; y < rows; ++y) {
+                m_out.write(reinterpret_cast<const char*>(f.data[p]) +
+                                static_cast<std::ptrdiff_t>(y) * f.linesize[p],
+                            cols);
+            }
+        }
+        if (!m_out)
+            throw std::runtime_error("cannot write PROTOVIDEO_RAW_FRAMES");
+    }
+
+private:
+    std::ofstream m_out;
+};
+
 RenderResult render_impl(const RenderJob& job) {
     const Request& req = job.request;
     if (req.scenes.empty())
@@ -447,6 +480,7 @@ RenderResult render_impl(const RenderJob& job) {
     std::unique_ptr<TextPainter> captions = global_captions(job, plan, font);
 
     std::vector<std::unique_ptr<SceneStream>> streams(req.scenes.size());
+    RawFrameDump dump;
     FramePtr poster;
     long audio_sent = 0;
     progress.report(0, "render");
@@ -480,6 +514,7 @@ RenderResult render_impl(const RenderJob& job) {
 
         long audio_due = frames_to_samples(f + 1, plan.fps);
         as_encoding([&] {
+            dump.write(*frame);
             muxer->write_video(*frame);
             muxer->write_audio(mix.data() + audio_sent * kChannels, audio_due - audio_sent);
         });
