@@ -17,11 +17,17 @@
 
 #include <algorithm>
 #include <cmath>
+#include <condition_variable>
 #include <cstdlib>
+#include <deque>
+#include <exception>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
+#include <thread>
 
 namespace pv {
 namespace {
@@ -448,6 +454,85 @@ private:
     std::ofstream m_out;
 };
 
+// Output frames composed on a thread of their own, in order, at most
+// `capacity` ahead of the encoder: zooms, blends and text are drawn while
+// libx264 encodes the frames before. A failure while composing reaches the
+// encoder's side from next(), after the frames composed before it.
+class FramePipeline {
+public:
+    using Compose = std::function<FramePtr(long)>;
+
+    FramePipeline(long total, std::size_t capacity, Compose compose)
+        : m_capacity(capacity), m_compose(std::move(compose)),
+          m_thread([this, total] { run(total); }) {}
+
+    FramePipeline(const FramePipeline&) = delete;
+    FramePipeline& operator=(const FramePipeline&) = delete;
+
+    ~FramePipeline() {
+        {
+            std::lock_guard<std::mutex> lock(m_mutex);
+            m_stopped = true;
+        }
+        m_cv.notify_all();
+        m_thread.join();
+    }
+
+    /// The next frame; rethrows what stopped the composer.
+    FramePtr next() {
+        std::unique_lock<std::mutex> lock(m_mutex);
+        m_cv.wait(lock, [&] { return !m_ready.empty() || m_error || m_done; });
+        if (m_ready.empty()) {
+            if (m_error)
+                std::rethrow_exception(m_error);
+            throw std::logic_error("frame pipeline: no more frames");
+        }
+        FramePtr f = std::move(m_ready.front());
+        m_ready.pop_front();
+        lock.unlock();
+        m_cv.notify_all();
+        return f;
+    }
+
+private:
+    void run(long total) {
+        try {
+            for (long f = 0; f < total; ++f) {
+                FramePtr frame = m_compose(f);
+                std::unique_lock<std::mutex> lock(m_mutex);
+                m_cv.wait(lock, [&] { return m_stopped || m_ready.size() < m_capacity; });
+                if (m_stopped)
+                    break;
+                m_ready.push_back(std::move(frame));
+                lock.unlock();
+                m_cv.notify_all();
+            }
+        } catch (...) {
+            std::lock_guard<std::mutex> lock(m_mutex);
+            m_error = std::current_exception();
+        }
+        {
+            std::lock_guard<std::mutex> lock(m_mutex);
+            m_done = true;
+        }
+        m_cv.notify_all();
+    }
+
+    const std::size_t m_capacity;
+    const Compose m_compose;
+    std::mutex m_mutex;
+    std::condition_variable m_cv;
+    std::deque<FramePtr> m_ready;
+    std::exception_ptr m_error;
+    bool m_done = false;
+    bool m_stopped = false;
+    std::thread m_thread;  // last: starts once everything above exists
+};
+
+// Frames composed ahead of the encoder: two keep it fed through short stalls
+// (a scene's photo is decoded on its first frame) for 2 x 3 MB at 1080x1920.
+constexpr std::size_t kFramesAhead = 2;
+
 RenderResult render_impl(const RenderJob& job) {
     const Request& req = job.request;
     if (req.scenes.empty())
@@ -472,19 +557,15 @@ RenderResult render_impl(const RenderJob& job) {
 
     load_narration(job, plan, progress);
     plan_durations(job, plan);
-    AudioMix mix = mix_audio(job, plan);
 
-    EncoderSettings settings{plan.width, plan.height, plan.fps, job.x264_preset, job.crf};
-    std::unique_ptr<Muxer> muxer =
-        as_encoding([&] { return std::make_unique<Muxer>(job.output_path, settings); });
-    std::unique_ptr<TextPainter> captions = global_captions(job, plan, font);
-
+    // Composition starts now, so the first photo is decoded while the music
+    // is mixed and the encoder opened. Its errors surface from next(), after
+    // those of the soundtrack and the encoder, in the order of a serial run.
+    std::unique_ptr<TextPainter> captions;
     std::vector<std::unique_ptr<SceneStream>> streams(req.scenes.size());
-    RawFrameDump dump;
-    FramePtr poster;
-    long audio_sent = 0;
-    progress.report(0, "render");
-    for (long f = 0; f < plan.total; ++f) {
+    auto compose = [&](long f) {
+        if (f == 0)
+            captions = global_captions(job, plan, font);
         FramePtr frame;
         for (std::size_t i = 0; i < plan.scenes.size(); ++i) {
             const ScenePlan& sp = plan.scenes[i];
@@ -507,6 +588,21 @@ RenderResult render_impl(const RenderJob& job) {
         frame->pts = f;
         if (captions)
             frame = captions->apply(std::move(frame));
+        return frame;
+    };
+    FramePipeline pipeline(plan.total, kFramesAhead, compose);
+
+    AudioMix mix = mix_audio(job, plan);
+    EncoderSettings settings{plan.width, plan.height, plan.fps, job.x264_preset, job.crf};
+    std::unique_ptr<Muxer> muxer =
+        as_encoding([&] { return std::make_unique<Muxer>(job.output_path, settings); });
+
+    RawFrameDump dump;
+    FramePtr poster;
+    long audio_sent = 0;
+    progress.report(0, "render");
+    for (long f = 0; f < plan.total; ++f) {
+        FramePtr frame = pipeline.next();
         if (f == 0 && !job.poster_path.empty()) {
             poster = make_frame();
             av_check(av_frame_ref(poster.get(), frame.get()), "poster ref");
