@@ -3,6 +3,7 @@
 
 #include "image_probe.hpp"
 #include "orientation.hpp"
+#include "resample.hpp"
 #include "scaler.hpp"
 
 extern "C" {
@@ -138,49 +139,6 @@ void darken_yuv420(AVFrame& f, double factor) {
     }
 }
 
-// Per-axis bilinear taps: for each output index, the first source index and
-// the weight (0..256) of the second one.
-struct Taps {
-    std::vector<int> index;
-    std::vector<int> weight;
-};
-
-Taps make_taps(int out_n, int src_n, double start, double step) {
-    Taps t;
-    t.index.resize(out_n);
-    t.weight.resize(out_n);
-    for (int i = 0; i < out_n; ++i) {
-        double s = start + (i + 0.5) * step - 0.5;
-        s = std::clamp(s, 0.0, static_cast<double>(src_n - 1));
-        int i0 = std::min(static_cast<int>(s), src_n - 2 < 0 ? 0 : src_n - 2);
-        t.index[i] = i0;
-        t.weight[i] = static_cast<int>(std::lround((s - i0) * 256));
-    }
-    return t;
-}
-
-void resample_plane(const std::uint8_t* src, int src_stride, int src_w, int src_h,
-                    std::uint8_t* dst, int dst_stride, int dst_w, int dst_h, double x0, double y0,
-                    double step_x, double step_y) {
-    Taps tx = make_taps(dst_w, src_w, x0, step_x);
-    Taps ty = make_taps(dst_h, src_h, y0, step_y);
-    int next_col = src_w > 1 ? 1 : 0;
-    std::ptrdiff_t next_row = src_h > 1 ? src_stride : 0;
-    for (int y = 0; y < dst_h; ++y) {
-        const std::uint8_t* r0 = src + static_cast<std::ptrdiff_t>(ty.index[y]) * src_stride;
-        const std::uint8_t* r1 = r0 + next_row;
-        int wy = ty.weight[y];
-        std::uint8_t* out = dst + static_cast<std::ptrdiff_t>(y) * dst_stride;
-        for (int x = 0; x < dst_w; ++x) {
-            int i = tx.index[x];
-            int wx = tx.weight[x];
-            int top = r0[i] * (256 - wx) + r0[i + next_col] * wx;
-            int bottom = r1[i] * (256 - wx) + r1[i + next_col] * wx;
-            out[x] = static_cast<std::uint8_t>((top * (256 - wy) + bottom * wy + (1 << 15)) >> 16);
-        }
-    }
-}
-
 }  // namespace
 
 ImageSource::ImageSource(const std::string& path, const ImageSceneParams& params)
@@ -248,7 +206,7 @@ ImageSource::ImageSource(const std::string& path, const ImageSceneParams& params
     darken_yuv420(*m_big, params.darken);
 }
 
-FramePtr ImageSource::frame(long k) const {
+FramePtr ImageSource::frame(long k) {
     const int w = m_params.width;
     const int h = m_params.height;
     FramePtr out = make_video_frame(w, h, AV_PIX_FMT_YUV420P);
@@ -266,13 +224,13 @@ FramePtr ImageSource::frame(long k) const {
     double x0 = (m_big->width - win_w) / 2;
     double y0 = (m_big->height - win_h) / 2;
 
-    resample_plane(m_big->data[0], m_big->linesize[0], m_big->width, m_big->height, out->data[0],
-                   out->linesize[0], w, h, x0, y0, win_w / w, win_h / h);
     // Chroma planes are half size on both sides, so is the window.
-    for (int p = 1; p < 3; ++p) {
-        resample_plane(m_big->data[p], m_big->linesize[p], m_big->width / 2, m_big->height / 2,
-                       out->data[p], out->linesize[p], w / 2, h / 2, x0 / 2, y0 / 2, win_w / w,
-                       win_h / h);
+    for (int p = 0; p < 3; ++p) {
+        const int shift = p == 0 ? 0 : 1;
+        PlaneView src{m_big->data[p], m_big->linesize[p], m_big->width >> shift,
+                      m_big->height >> shift};
+        resample_plane(src, out->data[p], out->linesize[p], w >> shift, h >> shift,
+                       x0 / (1 << shift), y0 / (1 << shift), win_w / w, win_h / h, m_scratch);
     }
     return out;
 }

@@ -5,6 +5,7 @@
 #pragma once
 
 #include "av_ptr.hpp"
+#include "resample.hpp"
 
 #include <string>
 
@@ -25,7 +26,7 @@ public:
     ImageSource(const std::string& path, const ImageSceneParams& params);
 
     /// Frame `k` (0-based) of the scene, yuv420p at the output size.
-    FramePtr frame(long k) const;
+    FramePtr frame(long k);
 
     int source_width() const { return m_src_w; }  // upright size of the photo
     int source_height() const { return m_src_h; }
@@ -33,6 +34,7 @@ public:
 private:
     ImageSceneParams m_params;
     FramePtr m_big;  // yuv420p, (width*zoom) x (height*zoom), darkened
+    ResampleScratch m_scratch;
     int m_src_w = 0;
     int m_src_h = 0;
 };

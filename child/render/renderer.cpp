@@ -463,7 +463,8 @@ public:
     using Compose = std::function<FramePtr(long)>;
 
     FramePipeline(long total, std::size_t capacity, Compose compose)
-        : m_capacity(capacity), m_compose(std::move(compose)),
+        : m_capacity(capacity),
+          m_compose(std::move(compose)),
           m_thread([this, total] { run(total); }) {}
 
     FramePipeline(const FramePipeline&) = delete;
