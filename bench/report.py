@@ -18,7 +18,7 @@ import sys
 
 RESULTS, OUT = sys.argv[1], sys.argv[2]
 PLOTS = os.path.join(OUT, "plots")
-PEERS = [("rq", "RQ"), ("graphile", "graphile-worker")]
+PEERS = [("rq", "RQ"), ("celery", "Celery"), ("graphile", "graphile-worker")]
 
 
 def path(name):
@@ -184,6 +184,144 @@ def strace_summary(text):
     return calls
 
 
+# How each peer runs (the sentence after "Versions" in section b).
+PEER_SETUP = {
+    "rq": "2 `rq worker` processes (a forked work horse per job, like our child per task), "
+          "own redis-server on loopback without persistence",
+    "celery": "one `celery worker` with the prefork pool, concurrency 2 (two long-lived pool "
+              "processes run the jobs, no process per job; acks on receipt, prefetch 4), the "
+              "same redis (database 1) as broker and result backend. Its dispatch tasks go to a "
+              "queue the worker does not consume yet, which it is then told to consume "
+              "(`add_consumer`), so all are queued at the start as with our one INSERT; the "
+              "pool has run 8 tasks before",
+    "graphile": "one Node.js process, concurrency 2, jobs run in-process (no process per job), "
+                "same PostgreSQL",
+}
+# Python peers' kill runs: (what is SIGKILLed, where the failure is recorded,
+# the record's own end time).
+PEER_KILL = {
+    "rq": ("work horse", "in the failed job registry", "ended_at"),
+    "celery": ("pool process", "as a FAILURE result in the backend", "date_done"),
+}
+
+
+def ratio(num_v, den_v):
+    return f"{num_v / den_v:.2f}×" if num_v and den_v else "–"
+
+
+def peers_section(add, rates, ours_start, ours_kill_seen, mem):
+    """Section b: the peers that left results, beside ours."""
+    add("## b. Peers: the same no-op job\n")
+    peers = [(p, label) for p, label in PEERS
+             if read_csv(f"{p}-dispatch.csv") or read_json(f"{p}-memory.json")]
+    if not peers:
+        add("Not measured in this run (`bench/run.sh --with-peers` installs and runs them).\n")
+        return
+    start = {p: diffs_ms(read_csv(f"{p}-latency.csv"), "child_started_ns", "enqueue_ns")
+             for p, _ in peers}
+    kills = {p: read_csv(f"{p}-kill.csv") for p, _ in peers}
+    kill_seen = {p: diffs_ms(kills[p], "committed_seen_ns", "kill_ns") for p, _ in peers}
+    versions = ", ".join(f"{label} {read_text(p + '-version.txt', '?')}" for p, label in peers)
+    add(f"Versions: {versions}. " +
+        " ".join(f"{label}: {PEER_SETUP[p]}." for p, label in peers) + "\n")
+    our_rate = rates.get(min(rates))[0] if rates else None
+    add("Ratios are oriented so that > 1 means ours is better: rates ours ÷ peer, "
+        "times peer ÷ ours.\n")
+    add("| measure | ours | " + " | ".join(label for _, label in peers) + " | " +
+        " | ".join(f"ratio vs {label}" for _, label in peers) + " |")
+    add("|---|---|" + "---|" * (2 * len(peers)))
+
+    def row(measure, ours_v, cells, ratios):
+        add(f"| {measure} | {ours_v} | " + " | ".join(cells[p] for p, _ in peers) + " | " +
+            " | ".join(ratios[p] for p, _ in peers) + " |")
+
+    rate = {p: dispatch_rate(read_csv(f"{p}-dispatch.csv"))[0] for p, _ in peers}
+    row("dispatch, tasks/s (2 slots)", fmt(our_rate, 0),
+        {p: fmt(rate[p], 0) for p, _ in peers}, {p: ratio(our_rate, rate[p]) for p, _ in peers})
+    for q, label in ((50, "p50"), (99, "p99")):
+        ours_v = percentile(ours_start, q)
+        v = {p: percentile(start[p], q) for p, _ in peers}
+        row(f"enqueue → start {label}, ms", fmt(ours_v), {p: fmt(v[p]) for p, _ in peers},
+            {p: ratio(v[p], ours_v) for p, _ in peers})
+    gk = read_json("graphile-kill.json")
+    for q, label in ((50, "p50"), (99, "p99")):
+        ours_v = percentile(ours_kill_seen, q)
+        v = {p: percentile(kill_seen[p], q) for p, _ in peers}
+        cells = {p: fmt(v[p]) for p, _ in peers}
+        if "graphile" in cells and gk and not kills["graphile"]:
+            cells["graphile"] = ("recorded (see below)" if gk.get("recorded") else
+                                 f"not within {gk.get('watch_seconds')} s (see below)")
+        row(f"SIGKILL → failure recorded and seen {label}, ms", fmt(ours_v), cells,
+            {p: ratio(v[p], ours_v) for p, _ in peers})
+    add("")
+    if our_rate and rate.get("rq"):
+        goal("dispatch ≥ 3× RQ", f"{our_rate / rate['rq']:.2f}×", our_rate >= 3 * rate["rq"])
+        add(f"Goal dispatch ≥ 3× RQ: {verdict(our_rate >= 3 * rate['rq'])} "
+            f"({our_rate / rate['rq']:.2f}×).\n")
+    png = bar_plot("dispatch.png", "no-op dispatch rate (2 slots)", "tasks per second",
+                   [("ours", our_rate)] + [(label, rate[p]) for p, label in peers])
+    if png:
+        add(f"![dispatch]({png})\n")
+
+    add("### Death of the process running a job\n")
+    timed = [(p, label) for p, label in peers if kills[p] and p in PEER_KILL]
+    if timed:
+        add("One job at a time, the process running it SIGKILLed at t0; *seen* is when the "
+            "driver, polling every 0.5 ms, first finds the failure recorded; the record's own "
+            "end time is the peer's timestamp (its clock, like our `finished_at`).\n")
+        add("| ms after SIGKILL | n | p50 | p90 | p99 | max | |")
+        add("|---|---|---|---|---|---|---|")
+        add(stats_row("ours: commit seen by a listener", ours_kill_seen))
+        for p, label in timed:
+            add(stats_row(f"{label}: failure seen", kill_seen[p]))
+            add(stats_row(f"{label}: `{PEER_KILL[p][2]}`",
+                          diffs_ms(kills[p], "finished_ns", "kill_ns")))
+        add("")
+    for p, label in timed:
+        what, where, _ = PEER_KILL[p]
+        texts = {}
+        for r in kills[p]:
+            # Celery's message names the pool's job number; one line for them all.
+            err = re.sub(r"Job: \d+", "Job: N", r["error"])
+            key = (r["status"], r.get("error_type", ""), err)
+            texts[key] = texts.get(key, 0) + 1
+        add(f"- **{label}** ({what} SIGKILLed, {len(kills[p])} jobs): recorded {where} after "
+            f"p50 {fmt(percentile(kill_seen[p], 50))} ms, "
+            f"p99 {fmt(percentile(kill_seen[p], 99))} ms. What the job says:")
+        for (st, et, err), n in sorted(texts.items(), key=lambda kv: -kv[1])[:3]:
+            add(f"  - {n}× status `{st}`" + (f", {et}" if et else "") + f": `{err}`")
+    if gk and "graphile" in dict(peers):
+        final = gk.get("final_row") or {}
+        add(f"- **graphile-worker** (worker process SIGKILLed): after "
+            f"{gk.get('watch_seconds')} s the job row has locked_at "
+            f"`{final.get('locked_at')}`, attempts {final.get('attempts')}, last_error "
+            f"`{final.get('last_error')}`; recorded: {gk.get('recorded')}. A second healthy "
+            "worker started halfway did not take it. " + gk.get("note", ""))
+    add("- **ours**: see (i); the row is `failed` with the signal named, "
+        "within milliseconds.\n")
+
+    add("### A job allocating past 100 MB\n")
+    if mem:
+        add(f"- **ours**: `{mem.get('status')}` / `{mem.get('error_type')}`: {mem.get('error')}")
+    rqm = read_json("rq-memory.json")
+    if rqm:
+        add(f"- **RQ**: `{rqm.get('status')}` — {rqm.get('note')}.")
+    cm = read_json("celery-memory.json")
+    if cm:
+        res = cm.get("result") or {}
+        peak = (f", the pool process's peak RSS {res['max_rss_kib'] / 1024:.0f} MiB"
+                if res.get("max_rss_kib") else "")
+        add(f"- **Celery** (`--max-memory-per-child {cm.get('limit_kib')}`, KiB): "
+            f"`{cm.get('status')}`{peak}" +
+            (f", error `{cm.get('error')}`" if cm.get("error") else "") +
+            f" — {cm.get('note')}.")
+    gwm = read_json("graphile-memory.json")
+    if gwm:
+        add(f"- **graphile-worker**: `{gwm.get('status')}` (worker max RSS "
+            f"{gwm.get('worker_max_rss_mb')} MB) — {gwm.get('note')}.")
+    add("")
+
+
 def main():
     os.makedirs(PLOTS, exist_ok=True)
     md = []
@@ -291,7 +429,8 @@ def main():
             goal("enqueue → child started, p50 ≤ 5 ms",
                  f"p50 {fmt(median(ours_start))} ms, p99 {fmt(percentile(ours_start, 99))} ms",
                  median(ours_start) <= 5)
-        add(stats_row("enqueue → claimed (started_at)", diffs_ms(lat, "claimed_ns", "enqueue_ns")))
+        add(stats_row("enqueue → claimed (started_at)",
+                      diffs_ms(lat, "claimed_ns", "enqueue_ns")))
         add(stats_row("enqueue → completion committed, seen",
                       diffs_ms(lat, "committed_seen_ns", "enqueue_ns")))
         add("")
@@ -319,7 +458,8 @@ def main():
                 f"calls ({top}); `epoll_wait` returned {calls.get('epoll_wait', 0)} times.")
         expected = secs / 5 + secs / 10
         goal("idle: no wakeups beyond heartbeats and polls",
-             f"{vol:.0f} wakeups in {secs:.0f} s, about {expected:.0f} expected", vol <= expected * 1.5)
+             f"{vol:.0f} wakeups in {secs:.0f} s, about {expected:.0f} expected",
+             vol <= expected * 1.5)
         add("- Expected from timers alone: a heartbeat every 5 s and a safety-net poll "
             f"every 10 s, about {secs / 5 + secs / 10:.0f} wakeups in {secs:.0f} s (goal: "
             "none beyond heartbeats and polls).\n")
@@ -341,91 +481,7 @@ def main():
         add("")
 
     # ---- peers -------------------------------------------------------------
-    add("## b. Peers: the same no-op job\n")
-    have_peers = any(read_csv(f"{p}-dispatch.csv") for p, _ in PEERS)
-    if not have_peers:
-        add("Not measured in this run (`bench/run.sh --with-peers` installs and runs them).\n")
-    else:
-        versions = ", ".join(f"{label} {read_text(p + '-version.txt', '?')}" for p, label in PEERS)
-        add(f"Versions: {versions}. RQ: 2 `rq worker` processes (a forked work horse per "
-            "job, like our child per task), own redis-server on loopback without "
-            "persistence. graphile-worker: one Node.js process, concurrency 2, jobs run "
-            "in-process (no process per job), same PostgreSQL.\n")
-        our_rate = rates.get(min(rates))[0] if rates else None
-        add("Ratios are oriented so that > 1 means ours is better: rates ours ÷ peer, "
-            "times peer ÷ ours.\n")
-        add("| measure | ours | " + " | ".join(label for _, label in PEERS) + " | " +
-            " | ".join(f"ratio vs {label}" for _, label in PEERS) + " |")
-        add("|---|---|" + "---|" * (2 * len(PEERS)))
-        peer_rates = {p: dispatch_rate(read_csv(f"{p}-dispatch.csv"))[0] for p, _ in PEERS}
-        cells = [fmt(peer_rates[p], 0) for p, _ in PEERS]
-        ratios = [(f"{our_rate / peer_rates[p]:.2f}×" if our_rate and peer_rates[p] else "–")
-                  for p, _ in PEERS]
-        add(f"| dispatch, tasks/s (2 slots) | {fmt(our_rate, 0)} | " + " | ".join(cells) +
-            " | " + " | ".join(ratios) + " |")
-        for q, label in ((50, "p50"), (99, "p99")):
-            ours_v = percentile(ours_start, q)
-            cells = [fmt(percentile(peer_start[p], q)) for p, _ in PEERS]
-            ratios = []
-            for p, _ in PEERS:
-                pv = percentile(peer_start[p], q)
-                ratios.append(f"{pv / ours_v:.2f}×" if pv and ours_v else "–")
-            add(f"| enqueue → start {label}, ms | {fmt(ours_v)} | " + " | ".join(cells) +
-                " | " + " | ".join(ratios) + " |")
-        gk = read_json("graphile-kill.json")
-        gw_kill_cell = "–"
-        if gk:
-            gw_kill_cell = ("recorded (see below)" if gk.get("recorded") else
-                            f"not within {gk.get('watch_seconds')} s (see below)")
-        for q, label in ((50, "p50"), (99, "p99")):
-            ours_k = percentile(ours_kill_seen, q)
-            rq_k = percentile(peer_kill_seen["rq"], q)
-            add(f"| SIGKILL → failure recorded and seen {label}, ms | {fmt(ours_k)} | "
-                f"{fmt(rq_k)} | {gw_kill_cell} | "
-                f"{(f'{rq_k / ours_k:.2f}×' if rq_k and ours_k else '–')} | – |")
-        add("")
-        if our_rate and peer_rates.get("rq"):
-            goal("dispatch ≥ 3× RQ", f"{our_rate / peer_rates['rq']:.2f}×",
-                 our_rate >= 3 * peer_rates["rq"])
-            add(f"Goal dispatch ≥ 3× RQ: {verdict(our_rate >= 3 * peer_rates['rq'])} "
-                f"({our_rate / peer_rates['rq']:.2f}×).\n")
-        png = bar_plot("dispatch.png", "no-op dispatch rate (2 slots)", "tasks per second",
-                       [("ours", our_rate)] + [(label, peer_rates[p]) for p, label in PEERS])
-        if png:
-            add(f"![dispatch]({png})\n")
-
-        add("### Death of the process running a job\n")
-        rq_kill = read_csv("rq-kill.csv")
-        if rq_kill:
-            texts = {}
-            for r in rq_kill:
-                texts[(r["status"], r["error"])] = texts.get((r["status"], r["error"]), 0) + 1
-            add(f"- **RQ** (work horse SIGKILLed, {len(rq_kill)} jobs): recorded in the "
-                f"failed job registry after p50 {fmt(percentile(peer_kill_seen['rq'], 50))} ms, "
-                f"p99 {fmt(percentile(peer_kill_seen['rq'], 99))} ms. What the job says:")
-            for (st, err), n in sorted(texts.items(), key=lambda kv: -kv[1])[:3]:
-                add(f"  - {n}× status `{st}`: `{err}`")
-        gk = read_json("graphile-kill.json")
-        if gk:
-            row = gk.get("final_row") or {}
-            add(f"- **graphile-worker** (worker process SIGKILLed): after "
-                f"{gk.get('watch_seconds')} s the job row has locked_at "
-                f"`{row.get('locked_at')}`, attempts {row.get('attempts')}, last_error "
-                f"`{row.get('last_error')}`; recorded: {gk.get('recorded')}. A second healthy "
-                "worker started halfway did not take it. " + gk.get("note", ""))
-        add("- **ours**: see (i); the row is `failed` with the signal named, "
-            "within milliseconds.")
-        add("- Celery (optional in the plan) was not measured.\n")
-        add("### A job allocating past 100 MB\n")
-        rqm, gwm = read_json("rq-memory.json"), read_json("graphile-memory.json")
-        if mem:
-            add(f"- **ours**: `{mem.get('status')}` / `{mem.get('error_type')}`: {mem.get('error')}")
-        if rqm:
-            add(f"- **RQ**: `{rqm.get('status')}` — {rqm.get('note')}.")
-        if gwm:
-            add(f"- **graphile-worker**: `{gwm.get('status')}` (worker max RSS "
-                f"{gwm.get('worker_max_rss_mb')} MB) — {gwm.get('note')}.")
-        add("")
+    peers_section(add, rates, ours_start, ours_kill_seen, mem)
 
     # ---- renderer ----------------------------------------------------------
     add("## c. Renderer vs the ffmpeg command line\n")
@@ -441,7 +497,8 @@ def main():
         names = [("ours", "ours (protovideo-render)"), ("cli", "ffmpeg CLI (zoompan+xfade+amix)"),
                  ("x264", "x264 alone on our frames")]
         med = {}
-        add("| pipeline | runs ok | median wall s | all runs, wall s | median CPU s (user+sys) | median peak RSS MB |")
+        add("| pipeline | runs ok | median wall s | all runs, wall s | "
+            "median CPU s (user+sys) | median peak RSS MB |")
         add("|---|---|---|---|---|---|")
         cpu = {}
         for key, label in names:
@@ -466,11 +523,13 @@ def main():
         if ow and cw:
             add(f"- ffmpeg CLI ÷ ours = **{cw / ow:.2f}×** wall (goal ≥ 2.5×: "
                 f"{verdict(cw / ow >= 2.5)})" +
-                (f"; {cpu['cli'] / cpu['ours']:.2f}× in CPU time" if cpu["ours"] and cpu["cli"] else ""))
+                (f"; {cpu['cli'] / cpu['ours']:.2f}× in CPU time"
+                 if cpu["ours"] and cpu["cli"] else ""))
         if ow and xw:
             add(f"- ours ÷ x264 alone = **{ow / xw:.2f}×** wall (goal ≤ 1.15×: "
                 f"{verdict(ow / xw <= 1.15)})" +
-                (f"; {cpu['ours'] / cpu['x264']:.2f}× in CPU time" if cpu["ours"] and cpu["x264"] else ""))
+                (f"; {cpu['ours'] / cpu['x264']:.2f}× in CPU time"
+                 if cpu["ours"] and cpu["x264"] else ""))
         if med["ours"][1]:
             add(f"- our peak RSS {med['ours'][1]:.0f} MB (goal ≤ 300 MB: "
                 f"{verdict(med['ours'][1] <= 300)})" +

@@ -1,6 +1,8 @@
 # SPDX-License-Identifier: MIT
-"""Jobs for the RQ comparison: the same work bench_child does for ours."""
+"""Jobs for the Python peers (RQ, Celery): the same work bench_child does for
+ours. Plain functions; celery_app.py registers them as Celery tasks."""
 import os
+import resource
 import time
 
 
@@ -10,7 +12,7 @@ def noop():
 
 
 def sleep_until_killed(directory):
-    """Writes <directory>/<pid> so the driver can SIGKILL the work horse."""
+    """Writes <directory>/<pid> so the driver can SIGKILL the process running it."""
     started = time.time_ns()
     tmp = os.path.join(directory, f".{os.getpid()}")
     with open(tmp, "w") as f:
@@ -25,4 +27,5 @@ def allocate(mib):
     chunks = []
     for _ in range(0, mib, 4):
         chunks.append(bytearray(b"\xa5" * (4 << 20)))
-    return {"allocated_mib": mib, "started_ns": time.time_ns()}
+    return {"allocated_mib": mib, "started_ns": time.time_ns(), "pid": os.getpid(),
+            "max_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
