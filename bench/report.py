@@ -447,22 +447,33 @@ def main():
         hwm, rss = num(r["vm_hwm_kb"]) / 1024, num(r["vm_rss_kb"]) / 1024
         add(f"- After the dispatch and latency runs: VmHWM {fmt(hwm, 1)} MB, VmRSS "
             f"{fmt(rss, 1)} MB (goal ≤ 10 MB: {verdict(hwm <= 10)}).")
+        if r.get("private_kb"):
+            private, pss = num(r["private_kb"]) / 1024, num(r["pss_kb"]) / 1024
+            add(f"- Of that RSS, {fmt(private, 1)} MB is the supervisor's own (private pages; "
+                f"{fmt(num(r['anon_kb']) / 1024, 1)} MB anonymous) and the rest shared library "
+                f"pages; PSS {fmt(pss, 1)} MB. The goal is judged on VmHWM.")
         goal("supervisor RSS ≤ 10 MB", f"VmHWM {fmt(hwm, 1)} MB", hwm <= 10)
         vol = num(r["voluntary"])
         add(f"- Idle for {secs:.0f} s: {vol:.0f} voluntary and {r['nonvoluntary']} "
-            f"involuntary context switches ({vol / secs:.2f} wakeups/s).")
+            f"involuntary context switches ({vol / secs:.2f}/s). Each heartbeat and poll is "
+            "a blocking libpq round trip (send, wait for the answer), which counts as a "
+            "context switch of its own.")
+        # Loop wakeups: the timers due in the window, a heartbeat every 5 s and a
+        # safety-net poll every 10 s (the supervisor's defaults).
+        expected = secs / 5 + secs / 10
         calls = strace_summary(read_text("ours-idle-strace.txt"))
         if calls:
             top = ", ".join(f"{k} {v}" for k, v in sorted(calls.items(), key=lambda kv: -kv[1])[:8])
+            wakeups = calls.get("epoll_wait", 0)
             add(f"- `strace -c -f` over another {secs:.0f} s: {sum(calls.values())} system "
-                f"calls ({top}); `epoll_wait` returned {calls.get('epoll_wait', 0)} times.")
-        expected = secs / 5 + secs / 10
-        goal("idle: no wakeups beyond heartbeats and polls",
-             f"{vol:.0f} wakeups in {secs:.0f} s, about {expected:.0f} expected",
-             vol <= expected * 1.5)
+                f"calls ({top}); `epoll_wait` returned {wakeups} times.")
+            goal("idle: no wakeups beyond heartbeats and polls",
+                 f"{wakeups} event-loop wakeups in {secs:.0f} s, {expected:.0f} timers due",
+                 wakeups <= expected + 1)
         add("- Expected from timers alone: a heartbeat every 5 s and a safety-net poll "
-            f"every 10 s, about {secs / 5 + secs / 10:.0f} wakeups in {secs:.0f} s (goal: "
-            "none beyond heartbeats and polls).\n")
+            f"every 10 s, {expected:.0f} event-loop wakeups in {secs:.0f} s (goal: none "
+            "beyond heartbeats and polls; judged on `epoll_wait` returns under strace, one "
+            "more allowed for the window's edges).\n")
 
     mem = read_json("ours-memory.json")
     if mem:

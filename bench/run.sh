@@ -4,8 +4,8 @@
 # (raw data in bench/results/). Benchmarks, not tests: nothing here asserts a
 # time. See bench/README.md.
 #   bench/run.sh [--with-peers] [--quick] [--only supervisor,peers,render]
-#   --with-peers  install (Debian python3-rq, redis-server; npm graphile-worker)
-#                 and measure the peer job queues beside ours
+#   --with-peers  install (Debian python3-rq, python3-celery, redis-server; npm
+#                 graphile-worker) and measure the peer job queues beside ours
 #   --quick       tiny counts, to check that the scripts work
 # Counts: N_KILL (200), N_DISPATCH (5000), N_LATENCY (200), N_KILL_PEER (20),
 # IDLE_SECONDS (30), RENDER_RUNS (3), DISPATCH_CHILDREN ("2 4").

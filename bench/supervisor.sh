@@ -92,9 +92,15 @@ for children in $DISPATCH_CHILDREN; do
         sleep "$IDLE_SECONDS"
         v1=$(proc_field "$sup_pid" voluntary_ctxt_switches)
         n1=$(proc_field "$sup_pid" nonvoluntary_ctxt_switches)
+        # RSS split: shared library pages (mostly libpq's TLS, Kerberos and LDAP
+        # dependencies) versus what is the supervisor's own.
+        rollup() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$sup_pid/smaps_rollup"; }
+        private_kb=$(($(rollup Private_Clean) + $(rollup Private_Dirty)))
         {
-            echo "seconds,voluntary,nonvoluntary,vm_hwm_kb,vm_rss_kb"
-            echo "$IDLE_SECONDS,$((v1 - v0)),$((n1 - n0)),$(proc_field "$sup_pid" VmHWM),$(proc_field "$sup_pid" VmRSS)"
+            echo "seconds,voluntary,nonvoluntary,vm_hwm_kb,vm_rss_kb,pss_kb,private_kb,anon_kb"
+            echo "$IDLE_SECONDS,$((v1 - v0)),$((n1 - n0)),$(proc_field "$sup_pid" VmHWM)," \
+                "$(proc_field "$sup_pid" VmRSS),$(rollup Pss),$private_kb,$(rollup Anonymous)" |
+                tr -d ' '
         } >"$RESULTS/ours-idle.csv"
         if command -v strace >/dev/null; then
             timeout -s INT "$IDLE_SECONDS" strace -c -f -p "$sup_pid" -o "$RESULTS/ours-idle-strace.txt" \
