@@ -64,6 +64,8 @@ public:
     const TaskInfo& task() const { return m_task; }
     const std::string& work_dir() const { return m_work_dir; }
     TaskCgroup* cgroup() const { return m_cgroup.get(); }
+    /// Hands the cgroup over (for removal after the attempt is recorded).
+    std::unique_ptr<TaskCgroup> take_cgroup() { return std::move(m_cgroup); }
 
     pid_t pid() const { return m_pid; }
     ChildState state() const { return m_state; }

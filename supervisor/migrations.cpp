@@ -116,6 +116,13 @@ CREATE INDEX workers_host_instance_idx ON workers (host, instance);
 -- Lease recovery scans live workers by heartbeat age.
 CREATE INDEX workers_heartbeat_idx ON workers (heartbeat_at) WHERE stopped_at IS NULL;
 )sql"},
+    Migration{3, R"sql(
+-- The claim takes the oldest runnable pending tasks: walking an index that
+-- starts with created_at stops after LIMIT rows, where (not_before, created_at)
+-- made every claim sort the whole queue. not_before is checked in the index.
+DROP INDEX tasks_pending_idx;
+CREATE INDEX tasks_pending_idx ON tasks (created_at, not_before) WHERE status = 'pending';
+)sql"},
 };
 
 }  // namespace

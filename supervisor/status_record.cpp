@@ -311,7 +311,7 @@ ApplyResult apply_finish_once(pqxx::transaction_base& tx, const FinishRecord& r)
     Text sys = text_of(r.cpu_sys_seconds), wall = text_of(r.wall_seconds);
     Text outcome = text_of(r.outcome), tail = text_of(r.stderr_tail);
 
-    auto res = tx.exec_params(
+    static const std::string kSql =
         "WITH t AS ("
         "  UPDATE tasks SET status = $4::text, error = $5, error_type = $6,"
         "   result = $7::jsonb,"
@@ -348,10 +348,12 @@ ApplyResult apply_finish_once(pqxx::transaction_base& tx, const FinishRecord& r)
         "  FROM workers w, t WHERE w.id = $3::uuid AND NOT EXISTS (SELECT 1 FROM a)"
         "  ON CONFLICT (task_id, attempt) DO NOTHING"
         "  RETURNING 1)"
-        " SELECT EXISTS (SELECT 1 FROM t), EXISTS (SELECT 1 FROM a) OR EXISTS (SELECT 1 FROM i)",
-        r.task_id, r.attempt, r.worker_id, status, arg(error), arg(error_type), arg(result),
-        arg(not_before), arg(ended), arg(pid), arg(exit_code), arg(sig), r.core_dumped,
-        r.oom_kills, arg(peak), arg(user), arg(sys), arg(wall), arg(outcome), arg(tail));
+        " SELECT EXISTS (SELECT 1 FROM t), EXISTS (SELECT 1 FROM a) OR EXISTS (SELECT 1 FROM i)";
+    auto res =
+        sql::exec_prepared(tx, "pv_finish_attempt", kSql, r.task_id, r.attempt, r.worker_id, status,
+                           arg(error), arg(error_type), arg(result), arg(not_before), arg(ended),
+                           arg(pid), arg(exit_code), arg(sig), r.core_dumped, r.oom_kills,
+                           arg(peak), arg(user), arg(sys), arg(wall), arg(outcome), arg(tail));
     ApplyResult out;
     out.task_row = res[0][0].as<bool>();
     out.attempt_row = res[0][1].as<bool>();
@@ -385,12 +387,13 @@ ApplyResult apply_finish(pqxx::work& tx, const FinishRecord& r) {
 
 ApplyResult apply_progress(pqxx::transaction_base& tx, const ProgressRecord& r) {
     Text stage = text_of(r.stage);
-    auto res = tx.exec_params(
+    static const std::string kSql =
         "UPDATE tasks SET progress = $4::float8, stage = COALESCE($5, stage),"
         " updated_at = now()"
         " WHERE id = $1::uuid AND attempts = $2::integer AND status = 'inprogress'"
-        " AND worker_id = $3::uuid AND progress <= $4::float8",
-        r.task_id, r.attempt, r.worker_id, r.percent, arg(stage));
+        " AND worker_id = $3::uuid AND progress <= $4::float8";
+    auto res = sql::exec_prepared(tx, "pv_progress", kSql, r.task_id, r.attempt, r.worker_id,
+                                  r.percent, arg(stage));
     ApplyResult out;
     out.task_row = res.affected_rows() > 0;
     return out;

@@ -69,6 +69,10 @@ std::string signal_abbrev(int sig) {
 }
 
 void remove_work_dir(const std::string& dir, const std::string& task_id) {
+    // Most children leave only the request file: two calls instead of a walk.
+    ::unlink((dir + "/request.json").c_str());
+    if (::rmdir(dir.c_str()) == 0 || errno == ENOENT)
+        return;
     std::error_code ec;
     fs::remove_all(dir, ec);
     if (ec) {
@@ -352,6 +356,8 @@ void Supervisor::after_events() {
         m_store.flush();
         claim_round();
     }
+    // After the claim, so the next child does not wait for these removals.
+    remove_ended_attempts();
 
     if (m_idle_check_wanted) {
         // Finished attempts must be written before "nothing running" is believed.
@@ -604,9 +610,14 @@ void Supervisor::start_task(const TaskInfo& task) {
     std::unique_ptr<TaskCgroup> cgroup;
     SpawnedChild spawned;
     try {
-        std::error_code ec;
-        fs::remove_all(work_dir, ec);
-        check_sys(::mkdir(work_dir.c_str(), 0700), "mkdir " + work_dir);
+        int made = ::mkdir(work_dir.c_str(), 0700);
+        if (made < 0 && errno == EEXIST) {
+            // Left by an earlier life of this attempt: start from an empty one.
+            std::error_code ec;
+            fs::remove_all(work_dir, ec);
+            made = ::mkdir(work_dir.c_str(), 0700);
+        }
+        check_sys(made, "mkdir " + work_dir);
         if (m_cfg.child_uid) {
             check_sys(::chown(work_dir.c_str(), *m_cfg.child_uid, m_cfg.child_gid),
                       "chown " + work_dir);
@@ -859,7 +870,6 @@ void Supervisor::finish_child(ChildProcess& child) {
             log::error("Cannot read task cgroup counters",
                        {{"task_id", task.id}, {"error_message", e.what()}});
         }
-        child.cgroup()->remove();
     }
     DeathFacts facts = child.facts(stats, m_cfg.child_argv[0]);
     if (m_cgroups->mode() == CgroupMode::Rlimit) {
@@ -896,9 +906,18 @@ void Supervisor::finish_child(ChildProcess& child) {
     std::string tail = verdict.success ? std::string() : child.stderr_tail();
     record(task, verdict, metrics, child.result(), tail);
 
-    remove_work_dir(child.work_dir(), task.id);
+    m_ended.push_back({child.take_cgroup(), child.work_dir(), task.id});
     m_children.erase(pid);
     m_claim_wanted = true;
+}
+
+void Supervisor::remove_ended_attempts() {
+    for (EndedAttempt& ended : m_ended) {
+        if (ended.cgroup)
+            ended.cgroup->remove();
+        remove_work_dir(ended.work_dir, ended.task_id);
+    }
+    m_ended.clear();
 }
 
 void Supervisor::record(const TaskInfo& task, const Verdict& verdict, const nlohmann::json& metrics,

@@ -10,6 +10,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <vector>
 
 #include "cgroup.hpp"
 #include "child_process.hpp"
@@ -66,6 +67,7 @@ private:
     void drain_output(ChildProcess& child);
     void check_teardown(ChildProcess& child);
     void finish_child(ChildProcess& child);
+    void remove_ended_attempts();
     void save_progress(ChildProcess& child, bool force);
 
     void stop_child(ChildProcess& child, SupervisorAction why);
@@ -99,6 +101,13 @@ private:
     WorkerInfo m_worker;
     RetryPolicy m_retry;
     std::map<pid_t, std::unique_ptr<ChildProcess>> m_children;
+    /// What a recorded attempt leaves behind, removed once the next claim is out.
+    struct EndedAttempt {
+        std::unique_ptr<TaskCgroup> cgroup;
+        std::string work_dir;
+        std::string task_id;
+    };
+    std::vector<EndedAttempt> m_ended;
     Phase m_phase = Phase::Running;
     int m_stop_signals = 0;
     bool m_claim_wanted = true;

@@ -8,6 +8,7 @@
 #include "event_loop.hpp"
 #include "log.hpp"
 #include "migrations.hpp"
+#include "sql_text.hpp"
 
 namespace pv {
 
@@ -184,7 +185,7 @@ std::vector<TaskInfo> TaskStore::claim(int slots, const WorkerInfo& worker,
     try {
         // One autocommitted statement: the claim and its attempt rows in one round trip.
         pqxx::nontransaction tx(*m_conn->db);
-        auto rows = tx.exec_params(
+        static const std::string kSql =
             "WITH picked AS ("
             "  SELECT id FROM tasks"
             "  WHERE status = 'pending' AND not_before <= now() AND NOT cancel_requested"
@@ -201,8 +202,9 @@ std::vector<TaskInfo> TaskStore::claim(int slots, const WorkerInfo& worker,
             "   started_at)"
             "  SELECT id, attempts, $2::uuid, $3, $4, now() FROM claimed)"
             " SELECT id::text, attempts, max_attempts, timeout_seconds, request::text"
-            " FROM claimed ORDER BY created_at",
-            slots, worker.id, worker.host, worker.cgroup_mode);
+            " FROM claimed ORDER BY created_at";
+        auto rows = sql::exec_prepared(tx, "pv_claim", kSql, slots, worker.id, worker.host,
+                                       worker.cgroup_mode);
         for (const auto& row : rows) {
             TaskInfo t;
             t.id = row[0].as<std::string>();
@@ -470,13 +472,15 @@ ApplyResult TaskStore::run_write(pqxx::transaction_base& tx, const DbWrite& w,
                                  pqxx::work* guarded) {
     const auto& a = w.args;
     if (w.kind == "heartbeat") {
-        tx.exec_params0("UPDATE workers SET heartbeat_at = now() WHERE id = $1::uuid",
-                        a.at("worker_id").get<std::string>());
+        sql::exec_prepared(tx, "pv_heartbeat",
+                           "UPDATE workers SET heartbeat_at = now() WHERE id = $1::uuid",
+                           a.at("worker_id").get<std::string>());
         return {};
     }
     if (w.kind == "attempt_started") {
         // The pid is known while the child runs (the final write repeats it).
-        tx.exec_params0(
+        sql::exec_prepared(
+            tx, "pv_attempt_pid",
             "UPDATE task_attempts SET pid = $3 WHERE task_id = $1::uuid AND attempt = $2"
             " AND worker_id = $4::uuid AND ended_at IS NULL",
             a.at("task_id").get<std::string>(), a.at("attempt").get<int>(), a.at("pid").get<int>(),
