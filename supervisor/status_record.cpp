@@ -295,65 +295,19 @@ WorkerStoppedRecord worker_stopped_from_json(const json& entry) {
 
 namespace {
 
-// One statement, so that a write costs one round trip. The task row is the
-// authority on who owns the attempt: a writer whose task row moved on may still
-// close its own attempt row if nobody else did (ended_at IS NULL), but only the
-// owner creates a missing attempt row (host from the workers row), so every death
-// has a row. An existing, already closed row is left alone.
-ApplyResult apply_finish_once(pqxx::transaction_base& tx, const FinishRecord& r) {
-    const char* status = to_status_word(r.status);
-    Text ended = to_iso8601(r.ended_at);
-    Text not_before = to_iso8601(r.not_before.value_or(r.ended_at));
-    Text error = text_of(r.error), error_type = text_of(r.error_type);
-    Text result = text_of(r.result);
-    Text pid = text_of(r.pid), exit_code = text_of(r.exit_code), sig = text_of(r.signal);
-    Text peak = text_of(r.peak_memory_bytes), user = text_of(r.cpu_user_seconds);
-    Text sys = text_of(r.cpu_sys_seconds), wall = text_of(r.wall_seconds);
-    Text outcome = text_of(r.outcome), tail = text_of(r.stderr_tail);
+std::vector<const char*> c_args(const std::vector<Text>& texts) {
+    std::vector<const char*> out;
+    out.reserve(texts.size());
+    for (const Text& t : texts) out.push_back(arg(t));
+    return out;
+}
 
-    static const std::string kSql =
-        "WITH t AS ("
-        "  UPDATE tasks SET status = $4::text, error = $5, error_type = $6,"
-        "   result = $7::jsonb,"
-        "   progress = CASE $4::text WHEN 'completed' THEN 100 WHEN 'pending' THEN 0"
-        "              ELSE progress END,"
-        "   stage = CASE WHEN $4::text = 'pending' THEN NULL ELSE stage END,"
-        "   worker_id = CASE WHEN $4::text = 'pending' THEN NULL ELSE worker_id END,"
-        "   not_before = CASE WHEN $4::text = 'pending' THEN $8::timestamptz"
-        "                ELSE not_before END,"
-        "   finished_at = CASE WHEN $4::text = 'pending' THEN NULL"
-        "                 ELSE $9::timestamptz END,"
-        "   updated_at = now()"
-        "  WHERE id = $1::uuid AND attempts = $2::integer AND status = 'inprogress'"
-        "   AND worker_id = $3::uuid"
-        "  RETURNING started_at),"
-        " a AS ("
-        "  UPDATE task_attempts SET"
-        "   ended_at = $9::timestamptz, pid = COALESCE($10::integer, pid),"
-        "   exit_code = $11::integer, signal = $12::integer, core_dumped = $13::boolean,"
-        "   oom_kills = $14::integer, peak_memory_bytes = $15::bigint,"
-        "   cpu_user_seconds = $16::float8, cpu_sys_seconds = $17::float8,"
-        "   wall_seconds = $18::float8, outcome = $19, error = $5, stderr_tail = $20"
-        "  WHERE task_id = $1::uuid AND attempt = $2::integer AND worker_id = $3::uuid"
-        "   AND ended_at IS NULL"
-        "  RETURNING 1),"
-        " i AS ("
-        "  INSERT INTO task_attempts (task_id, attempt, worker_id, host, pid, started_at,"
-        "   ended_at, exit_code, signal, core_dumped, oom_kills, peak_memory_bytes,"
-        "   cpu_user_seconds, cpu_sys_seconds, wall_seconds, outcome, error, stderr_tail)"
-        "  SELECT $1::uuid, $2::integer, w.id, w.host, $10::integer,"
-        "   COALESCE(t.started_at, $9::timestamptz), $9::timestamptz, $11::integer,"
-        "   $12::integer, $13::boolean, $14::integer, $15::bigint, $16::float8,"
-        "   $17::float8, $18::float8, $19, $5, $20"
-        "  FROM workers w, t WHERE w.id = $3::uuid AND NOT EXISTS (SELECT 1 FROM a)"
-        "  ON CONFLICT (task_id, attempt) DO NOTHING"
-        "  RETURNING 1)"
-        " SELECT EXISTS (SELECT 1 FROM t), EXISTS (SELECT 1 FROM a) OR EXISTS (SELECT 1 FROM i)";
-    auto res =
-        sql::exec_prepared(tx, "pv_finish_attempt", kSql, r.task_id, r.attempt, r.worker_id, status,
-                           arg(error), arg(error_type), arg(result), arg(not_before), arg(ended),
-                           arg(pid), arg(exit_code), arg(sig), r.core_dumped, r.oom_kills,
-                           arg(peak), arg(user), arg(sys), arg(wall), arg(outcome), arg(tail));
+// One statement, so that a write costs one round trip.
+ApplyResult apply_finish_once(pqxx::transaction_base& tx, const FinishRecord& r) {
+    static const std::string kSql = std::string(finish_attempt_ctes()) + " " + kFinishAnswer;
+    std::vector<Text> params = finish_attempt_params(r);
+    auto res = sql::exec_prepared(tx, "pv_finish_attempt", kSql,
+                                  pqxx::prepare::make_dynamic_params(c_args(params)));
     ApplyResult out;
     out.task_row = res[0][0].as<bool>();
     out.attempt_row = res[0][1].as<bool>();
@@ -361,6 +315,72 @@ ApplyResult apply_finish_once(pqxx::transaction_base& tx, const FinishRecord& r)
 }
 
 }  // namespace
+
+// The task row is the authority on who owns the attempt: a writer whose task row
+// moved on may still close its own attempt row if nobody else did (ended_at IS
+// NULL), but only the owner creates a missing attempt row (host from the workers
+// row), so every death has a row. An existing, already closed row is left alone.
+const char* finish_attempt_ctes() {
+    return "WITH t AS ("
+           "  UPDATE tasks SET status = $4::text, error = $5, error_type = $6,"
+           "   result = $7::jsonb,"
+           "   progress = CASE $4::text WHEN 'completed' THEN 100 WHEN 'pending' THEN 0"
+           "              ELSE progress END,"
+           "   stage = CASE WHEN $4::text = 'pending' THEN NULL ELSE stage END,"
+           "   worker_id = CASE WHEN $4::text = 'pending' THEN NULL ELSE worker_id END,"
+           "   not_before = CASE WHEN $4::text = 'pending' THEN $8::timestamptz"
+           "                ELSE not_before END,"
+           "   finished_at = CASE WHEN $4::text = 'pending' THEN NULL"
+           "                 ELSE $9::timestamptz END,"
+           "   updated_at = now()"
+           "  WHERE id = $1::uuid AND attempts = $2::integer AND status = 'inprogress'"
+           "   AND worker_id = $3::uuid"
+           "  RETURNING started_at),"
+           " a AS ("
+           "  UPDATE task_attempts SET"
+           "   ended_at = $9::timestamptz, pid = COALESCE($10::integer, pid),"
+           "   exit_code = $11::integer, signal = $12::integer, core_dumped = $13::boolean,"
+           "   oom_kills = $14::integer, peak_memory_bytes = $15::bigint,"
+           "   cpu_user_seconds = $16::float8, cpu_sys_seconds = $17::float8,"
+           "   wall_seconds = $18::float8, outcome = $19, error = $5, stderr_tail = $20"
+           "  WHERE task_id = $1::uuid AND attempt = $2::integer AND worker_id = $3::uuid"
+           "   AND ended_at IS NULL"
+           "  RETURNING 1),"
+           " i AS ("
+           "  INSERT INTO task_attempts (task_id, attempt, worker_id, host, pid, started_at,"
+           "   ended_at, exit_code, signal, core_dumped, oom_kills, peak_memory_bytes,"
+           "   cpu_user_seconds, cpu_sys_seconds, wall_seconds, outcome, error, stderr_tail)"
+           "  SELECT $1::uuid, $2::integer, w.id, w.host, $10::integer,"
+           "   COALESCE(t.started_at, $9::timestamptz), $9::timestamptz, $11::integer,"
+           "   $12::integer, $13::boolean, $14::integer, $15::bigint, $16::float8,"
+           "   $17::float8, $18::float8, $19, $5, $20"
+           "  FROM workers w, t WHERE w.id = $3::uuid AND NOT EXISTS (SELECT 1 FROM a)"
+           "  ON CONFLICT (task_id, attempt) DO NOTHING"
+           "  RETURNING 1)";
+}
+
+std::vector<Text> finish_attempt_params(const FinishRecord& r) {
+    return {r.task_id,
+            pqxx::to_string(r.attempt),
+            r.worker_id,
+            std::string(to_status_word(r.status)),
+            text_of(r.error),
+            text_of(r.error_type),
+            text_of(r.result),
+            to_iso8601(r.not_before.value_or(r.ended_at)),
+            to_iso8601(r.ended_at),
+            text_of(r.pid),
+            text_of(r.exit_code),
+            text_of(r.signal),
+            pqxx::to_string(r.core_dumped),
+            pqxx::to_string(r.oom_kills),
+            text_of(r.peak_memory_bytes),
+            text_of(r.cpu_user_seconds),
+            text_of(r.cpu_sys_seconds),
+            text_of(r.wall_seconds),
+            text_of(r.outcome),
+            text_of(r.stderr_tail)};
+}
 
 ApplyResult apply_finish(pqxx::work& tx, const FinishRecord& r) {
     // A plain SAVEPOINT: pqxx 6's subtransaction does not recover from a failed

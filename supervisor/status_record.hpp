@@ -11,9 +11,12 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
+
+#include "sql_text.hpp"
 
 namespace pv {
 
@@ -132,6 +135,15 @@ struct ApplyResult {
 /// 'inprogress'.
 /// Throws pqxx exceptions; does not commit.
 ApplyResult apply_finish(pqxx::work& tx, const FinishRecord& rec);
+
+/// The finish as parts of a statement, for a caller that runs more in it (the
+/// claim that follows): "WITH t AS (...), a AS (...), i AS (...)" over the 20
+/// parameters of finish_attempt_params(), and kFinishAnswer, which selects
+/// (task row written, attempt row written) as ApplyResult reads them.
+const char* finish_attempt_ctes();
+inline constexpr const char* kFinishAnswer =
+    "SELECT EXISTS (SELECT 1 FROM t), EXISTS (SELECT 1 FROM a) OR EXISTS (SELECT 1 FROM i)";
+std::vector<sql::Text> finish_attempt_params(const FinishRecord& rec);
 
 /// Sets progress and stage, fenced like apply_finish and only ever forward
 /// (AND progress <= new value), so an old report never overwrites a newer one.

@@ -350,12 +350,8 @@ void Supervisor::after_events() {
         m_sweep_wanted = false;
         m_store.recover_expired_workers(m_worker.id, m_cfg.lease_seconds);
     }
-    if (m_claim_wanted && m_phase == Phase::Running) {
-        // Finished attempts are written first, so the database never shows more
-        // than --max-children of our tasks in progress.
-        m_store.flush();
+    if (m_claim_wanted && m_phase == Phase::Running)
         claim_round();
-    }
     // After the claim, so the next child does not wait for these removals.
     remove_ended_attempts();
 
@@ -394,11 +390,11 @@ void Supervisor::claim_round() {
     m_claim_wanted = false;
     int free_slots = m_cfg.max_children - static_cast<int>(m_children.size());
     std::size_t claimed = 0;
-    if (free_slots > 0) {
-        auto tasks = m_store.claim(free_slots, m_worker, m_cfg.task_timeout);
-        claimed = tasks.size();
-        for (const auto& t : tasks) start_task(t);
-    }
+    // Finished attempts are written first (or with the claim, in its statement), so
+    // the database never shows more than --max-children of our tasks in progress.
+    auto tasks = m_store.flush_and_claim(free_slots, m_worker, m_cfg.task_timeout);
+    claimed = tasks.size();
+    for (const auto& t : tasks) start_task(t);
     // With every slot taken, a finishing child triggers the next round anyway.
     if (free_slots > static_cast<int>(claimed)) {
         if (auto wait = m_store.seconds_until_next_pending()) {

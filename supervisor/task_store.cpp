@@ -29,6 +29,46 @@ private:
     std::function<void(const std::string&)> m_cb;
 };
 
+// The claim's CTEs (picked, claimed, opened) over four parameters numbered from
+// `first`: slots, worker id, host, cgroup mode.
+std::string claim_ctes(int first) {
+    auto p = [first](int k) { return "$" + std::to_string(first + k); };
+    return "picked AS ("
+           "  SELECT id FROM tasks"
+           "  WHERE status = 'pending' AND not_before <= now() AND NOT cancel_requested"
+           "  ORDER BY created_at LIMIT " +
+           p(0) +
+           " FOR UPDATE SKIP LOCKED),"
+           " claimed AS ("
+           "  UPDATE tasks t SET status = 'inprogress', attempts = t.attempts + 1,"
+           "   worker_id = " +
+           p(1) +
+           "::uuid, started_at = now(), updated_at = now(),"
+           "   progress = 0, stage = NULL, finished_at = NULL"
+           "  FROM picked WHERE t.id = picked.id"
+           "  RETURNING t.id, t.attempts, t.max_attempts, t.timeout_seconds, t.request,"
+           "   t.created_at),"
+           " opened AS ("
+           "  INSERT INTO task_attempts (task_id, attempt, worker_id, host, cgroup_mode,"
+           "   started_at)"
+           "  SELECT id, attempts, " +
+           p(1) + "::uuid, " + p(2) + ", " + p(3) + ", now() FROM claimed)";
+}
+
+constexpr const char* kClaimColumns =
+    "id::text, attempts, max_attempts, timeout_seconds, request::text";
+
+// A claimed task from the columns of kClaimColumns, starting at `col`.
+TaskInfo task_from_row(const pqxx::row& row, int col, double default_timeout) {
+    TaskInfo t;
+    t.id = row[col].as<std::string>();
+    t.attempt = row[col + 1].as<int>();
+    t.max_attempts = row[col + 2].as<int>();
+    t.timeout_seconds = row[col + 3].is_null() ? default_timeout : row[col + 3].as<double>();
+    t.request = row[col + 4].as<std::string>();
+    return t;
+}
+
 bool is_connection_error(const std::exception& e) {
     return dynamic_cast<const pqxx::broken_connection*>(&e) != nullptr ||
            dynamic_cast<const pqxx::in_doubt_error*>(&e) != nullptr;
@@ -185,40 +225,83 @@ std::vector<TaskInfo> TaskStore::claim(int slots, const WorkerInfo& worker,
     try {
         // One autocommitted statement: the claim and its attempt rows in one round trip.
         pqxx::nontransaction tx(*m_conn->db);
-        static const std::string kSql =
-            "WITH picked AS ("
-            "  SELECT id FROM tasks"
-            "  WHERE status = 'pending' AND not_before <= now() AND NOT cancel_requested"
-            "  ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED),"
-            " claimed AS ("
-            "  UPDATE tasks t SET status = 'inprogress', attempts = t.attempts + 1,"
-            "   worker_id = $2::uuid, started_at = now(), updated_at = now(),"
-            "   progress = 0, stage = NULL, finished_at = NULL"
-            "  FROM picked WHERE t.id = picked.id"
-            "  RETURNING t.id, t.attempts, t.max_attempts, t.timeout_seconds, t.request,"
-            "   t.created_at),"
-            " opened AS ("
-            "  INSERT INTO task_attempts (task_id, attempt, worker_id, host, cgroup_mode,"
-            "   started_at)"
-            "  SELECT id, attempts, $2::uuid, $3, $4, now() FROM claimed)"
-            " SELECT id::text, attempts, max_attempts, timeout_seconds, request::text"
-            " FROM claimed ORDER BY created_at";
+        static const std::string kSql = "WITH " + claim_ctes(1) + " SELECT " + kClaimColumns +
+                                        " FROM claimed ORDER BY created_at";
         auto rows = sql::exec_prepared(tx, "pv_claim", kSql, slots, worker.id, worker.host,
                                        worker.cgroup_mode);
-        for (const auto& row : rows) {
-            TaskInfo t;
-            t.id = row[0].as<std::string>();
-            t.attempt = row[1].as<int>();
-            t.max_attempts = row[2].as<int>();
-            t.timeout_seconds = row[3].is_null() ? default_timeout : row[3].as<double>();
-            t.request = row[4].as<std::string>();
-            tasks.push_back(std::move(t));
-        }
+        for (const auto& row : rows) tasks.push_back(task_from_row(row, 0, default_timeout));
     } catch (const std::exception& e) {
         note_error("claim", e);
         tasks.clear();
     }
     return tasks;
+}
+
+std::vector<TaskInfo> TaskStore::flush_and_claim(int slots, const WorkerInfo& worker,
+                                                 double default_timeout) {
+    std::optional<DbWrite> held = take_finish_for_claim(slots);
+    flush();
+    if (!held)
+        return claim(slots, worker, default_timeout);
+    bool failing = std::any_of(m_queue.begin(), m_queue.end(),
+                               [](const DbWrite& w) { return w.failures > 0; });
+    std::vector<TaskInfo> tasks;
+    if (!failing && ensure_connected()) {
+        try {
+            // The finish's CTEs and the claim's in one autocommitted statement: one
+            // round trip, and the finish is committed with (never after) the claim.
+            pqxx::nontransaction tx(*m_conn->db);
+            static const std::string kSql =
+                std::string(finish_attempt_ctes()) + ", " + claim_ctes(21) +
+                " SELECT f.*, c.id::text, c.attempts, c.max_attempts, c.timeout_seconds,"
+                " c.request::text FROM (" +
+                kFinishAnswer + ") f LEFT JOIN claimed c ON true ORDER BY c.created_at";
+            FinishRecord rec = finish_from_json(to_json(*held));
+            std::vector<sql::Text> params = finish_attempt_params(rec);
+            for (const std::string& p :
+                 {std::to_string(slots), worker.id, worker.host, worker.cgroup_mode}) {
+                params.emplace_back(p);
+            }
+            std::vector<const char*> args;
+            for (const sql::Text& p : params) args.push_back(sql::arg(p));
+            auto rows = sql::exec_prepared(tx, "pv_finish_claim", kSql,
+                                           pqxx::prepare::make_dynamic_params(args));
+            ApplyResult applied;
+            applied.task_row = rows[0][0].as<bool>();
+            applied.attempt_row = rows[0][1].as<bool>();
+            report_applied(*held, applied);
+            for (const auto& row : rows) {
+                if (!row[2].is_null())
+                    tasks.push_back(task_from_row(row, 2, default_timeout));
+            }
+            return tasks;
+        } catch (const std::exception& e) {
+            log::debug("Finish with the claim failed, writing it on its own",
+                       {{"task_id", held->args.value("task_id", "")}, {"error_message", e.what()}});
+        }
+    }
+    // The finish takes the one-at-a-time path (retries, trimming, journal) first.
+    m_queue.push_front(std::move(*held));
+    flush();
+    return claim(slots, worker, default_timeout);
+}
+
+std::optional<DbWrite> TaskStore::take_finish_for_claim(int slots) {
+    if (slots <= 0 || (m_journal && !m_journal->empty()))
+        return std::nullopt;
+    double now = monotonic_seconds();
+    auto last = m_queue.end();
+    for (auto it = m_queue.begin(); it != m_queue.end(); ++it) {
+        if (it->failures > 0)
+            return std::nullopt;
+        if (it->next_try <= now)
+            last = it;
+    }
+    if (last == m_queue.end() || last->kind != "finish")
+        return std::nullopt;
+    DbWrite held = std::move(*last);
+    m_queue.erase(last);
+    return held;
 }
 
 Notifications TaskStore::take_notifications() {
