@@ -3,6 +3,7 @@
 //   alloc <MiB>   touch MiB of heap in 1 MiB steps; exit 3 if malloc fails, else 0
 //   hold <MiB>    like alloc, then sleep 60 s (for usage sampling)
 //   orphan        leave a setsid'd "sleep 60" behind and exit 0
+//   orphan-alloc <MiB>  leave a setsid'd "sleep 60" behind, then alloc (for oom.group)
 //   straggler     leave a "sleep 60" in our own session behind and exit 0
 //   forks <n>     start n "sleep 60" children; exit 4 if a fork fails, else 0
 #include <unistd.h>
@@ -65,6 +66,10 @@ int main(int argc, char** argv) {
     }
     if (argc == 2 && std::strcmp(argv[1], "orphan") == 0)
         return leave_sleeper(true);
+    if (argc == 3 && std::strcmp(argv[1], "orphan-alloc") == 0) {
+        int rc = leave_sleeper(true);
+        return rc != 0 ? rc : touch_mib(std::atol(argv[2]));
+    }
     if (argc == 3 && std::strcmp(argv[1], "forks") == 0)
         return start_sleepers(std::atol(argv[2]));
     if (argc == 2 && std::strcmp(argv[1], "straggler") == 0)

@@ -11,6 +11,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
+#include <sstream>
 #include <string>
 #include <system_error>
 #include <thread>
@@ -19,6 +21,7 @@
 #include "cgroup.hpp"
 #include "cgroup_backends.hpp"
 #include "cgroup_fs.hpp"
+#include "death.hpp"
 
 namespace {
 
@@ -89,15 +92,58 @@ void check_nothing_left(const std::string& instance) {
     }
 }
 
+// Set by tests/vm/cgroup_v2.sh, whose VM has a real cgroup2 hierarchy with the
+// memory controller: there every cgroup case must run in v2 mode, not skip.
+bool v2_required() {
+    const char* value = std::getenv("PV_REQUIRE_CGROUP_V2");
+    return value != nullptr && std::string_view(value) == "1";
+}
+
 // The probed manager, or null (test skipped) where no cgroup mode works.
 std::unique_ptr<pv::CgroupManager> cgroup_manager(const std::string& instance) {
     auto manager = pv::CgroupManager::probe(instance);
     MESSAGE(manager->describe());
+    if (v2_required())
+        REQUIRE(manager->mode() == pv::CgroupMode::V2);
     if (manager->mode() == pv::CgroupMode::Rlimit) {
         MESSAGE("no writable cgroup hierarchy here; skipping");
         return nullptr;
     }
     return manager;
+}
+
+// The probed manager if it is v2 with the memory controller, else null (skipped).
+std::unique_ptr<pv::CgroupManager> v2_manager(const std::string& instance) {
+    auto manager = pv::CgroupManager::probe(instance);
+    if (v2_required())
+        REQUIRE(manager->mode() == pv::CgroupMode::V2);
+    if (manager->mode() != pv::CgroupMode::V2) {
+        MESSAGE("no delegated cgroup v2 memory controller here (tests/vm/cgroup_v2.sh has one)");
+        return nullptr;
+    }
+    MESSAGE(manager->describe());
+    return manager;
+}
+
+// A control file's content without the trailing newline ("" if unreadable).
+std::string control(const std::string& path) {
+    std::string text = pv::cgroup_fs::read_file(path).value_or("");
+    while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+    return text;
+}
+
+bool lists_word(const std::string& path, const std::string& word) {
+    std::istringstream in(control(path));
+    std::string each;
+    while (in >> each) {
+        if (each == word)
+            return true;
+    }
+    return false;
+}
+
+std::uint64_t event(const std::string& dir, const char* file, const char* key) {
+    return pv::cgroup_fs::read_keyed(dir + "/" + file, key).value_or(0);
 }
 
 }  // namespace
@@ -278,6 +324,10 @@ TEST_CASE("pids_max bounds the number of processes where a pids controller is us
         REQUIRE(WIFEXITED(status));
         CHECK(WEXITSTATUS(status) == 4);
         CHECK(task->pids().size() == 3);
+        if (manager->mode() == pv::CgroupMode::V2) {
+            CHECK(control(task->path() + "/pids.max") == "4");
+            CHECK(event(task->path(), "pids.events", "max") >= 1);  // the refused fork
+        }
         pv::CgroupTeardown teardown = pv::kill_and_remove(*task, std::chrono::seconds(2));
         CHECK(teardown.emptied);
         CHECK(teardown.removed);
@@ -379,6 +429,158 @@ TEST_CASE("v2 task operations on a controller-less cgroup2") {
         CHECK(stats.oom_kills == 0);
         CHECK_FALSE(stats.oomd_killed);
         CHECK(task->remove());
+        CHECK(manager->leftovers().empty());
+    }
+    check_nothing_left(instance);
+}
+
+TEST_CASE("v2: controllers delegated, task limits written to the control files") {
+    std::string instance = test_instance();
+    {
+        auto manager = v2_manager(instance);
+        if (!manager)
+            return;
+        // The probe left the test in a "supervisor" leaf and enabled memory and
+        // pids below the delegated root and below the instance directory.
+        auto own = pv::cgroup_fs::own_v2_cgroup();
+        REQUIRE(own);
+        std::string_view leaf = "/supervisor";
+        REQUIRE(own->dir.ends_with(leaf));
+        std::string root = own->dir.substr(0, own->dir.size() - leaf.size());
+        std::string base = root + "/protovideo-" + instance;
+        for (const std::string& dir : {root, base}) {
+            INFO("subtree_control of ", dir);
+            CHECK(lists_word(dir + "/cgroup.subtree_control", "memory"));
+            CHECK(lists_word(dir + "/cgroup.subtree_control", "pids"));
+        }
+        CHECK(manager->describe() ==
+              "cgroup v2: tasks under " + base + " (memory, pids, cgroup.kill)");
+
+        auto task = manager->create("task-limits-1", 96 * kMiB, 12);
+        std::string dir = task->path();
+        CHECK(dir == base + "/task-limits-1");
+        CHECK(control(dir + "/memory.max") == std::to_string(96 * kMiB));
+        if (v2_required())
+            REQUIRE(pv::cgroup_fs::exists(dir + "/memory.swap.max"));
+        if (pv::cgroup_fs::exists(dir + "/memory.swap.max"))
+            CHECK(control(dir + "/memory.swap.max") == "0");
+        CHECK(control(dir + "/memory.oom.group") == "1");
+        CHECK(control(dir + "/pids.max") == "12");
+        // pids_max <= 0 leaves the kernel's default.
+        auto unlimited = manager->create("task-limits-2", 32 * kMiB, 0);
+        CHECK(control(unlimited->path() + "/memory.max") == std::to_string(32 * kMiB));
+        CHECK(control(unlimited->path() + "/pids.max") == "max");
+        CHECK_THROWS_AS(manager->create("task-limits-1", 32 * kMiB, 0), std::system_error);
+        CHECK(manager->leftovers() == std::vector<std::string>{"task-limits-1", "task-limits-2"});
+        CHECK(task->remove());
+        CHECK(unlimited->remove());
+        CHECK_FALSE(pv::cgroup_fs::exists(dir));
+        CHECK(manager->leftovers().empty());
+    }
+    check_nothing_left(instance);
+}
+
+TEST_CASE("v2: an OOM kills the whole task, memory.events counts it, it is memory_limit") {
+    std::string instance = test_instance();
+    {
+        auto manager = v2_manager(instance);
+        if (!manager)
+            return;
+        auto task = manager->create("task-v2oom-1", 64 * kMiB, 64);
+        std::string dir = task->path();
+        // The helper leaves a sleeper in a session of its own, then allocates.
+        int status = wait_for(spawn_helper(*task, {"orphan-alloc", "200"}));
+        REQUIRE(WIFSIGNALED(status));
+        CHECK(WTERMSIG(status) == SIGKILL);
+        // memory.oom.group: the kernel killed the sleeper too, nobody else had to.
+        CHECK(wait_empty(*task, std::chrono::seconds(2)));
+        CHECK(event(dir, "memory.events", "max") >= 1);
+        CHECK(event(dir, "memory.events", "oom") >= 1);
+        CHECK(event(dir, "memory.events", "oom_kill") >= 1);
+        CHECK(event(dir, "memory.events", "oom_group_kill") == 1);
+        MESSAGE("memory.events: " << control(dir + "/memory.events"));
+
+        pv::CgroupStats stats = task->stats();
+        CHECK(stats.oom_kills == 1);  // one OOM, however many processes it took
+        REQUIRE(stats.peak_bytes.has_value());
+        CHECK(*stats.peak_bytes >= 60 * kMiB);
+        CHECK(*stats.peak_bytes <= 64 * kMiB);  // memory.max is a hard limit
+        CHECK_FALSE(stats.oomd_killed);
+
+        pv::DeathFacts facts;
+        facts.wait_status = status;
+        facts.stats = stats;
+        pv::Verdict verdict = pv::classify_death(facts);
+        CHECK_FALSE(verdict.success);
+        CHECK(verdict.error_type == "memory_limit");
+        CHECK(verdict.error == pv::memory_limit_text(stats.peak_bytes));
+        MESSAGE("verdict: " << verdict.error_type << ": " << verdict.error);
+        CHECK(task->remove());
+        CHECK_FALSE(pv::cgroup_fs::exists(dir));
+    }
+    check_nothing_left(instance);
+}
+
+TEST_CASE("v2: a SIGKILL from outside is not mistaken for an OOM kill") {
+    std::string instance = test_instance();
+    {
+        auto manager = v2_manager(instance);
+        if (!manager)
+            return;
+        auto task = manager->create("task-v2kill-1", 64 * kMiB, 64);
+        pid_t pid = spawn_helper(*task, {"hold", "16"});
+        auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+        while (task->current_bytes().value_or(0) < 16 * kMiB &&
+               std::chrono::steady_clock::now() < deadline) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+        REQUIRE(::kill(pid, SIGKILL) == 0);
+        int status = wait_for(pid);
+        CHECK(wait_empty(*task, std::chrono::seconds(2)));
+        CHECK(event(task->path(), "memory.events", "oom_kill") == 0);
+        pv::DeathFacts facts;
+        facts.wait_status = status;
+        facts.stats = task->stats();
+        CHECK(facts.stats.oom_kills == 0);
+        pv::Verdict verdict = pv::classify_death(facts);
+        CHECK(verdict.error_type == "signal");
+        CHECK(verdict.error == "Process terminated by signal: SIGKILL (SIG9)");
+        CHECK(task->remove());
+    }
+    check_nothing_left(instance);
+}
+
+TEST_CASE("v2: stragglers die through cgroup.kill, nested cgroups included") {
+    std::string instance = test_instance();
+    {
+        auto manager = v2_manager(instance);
+        if (!manager)
+            return;
+        auto task = manager->create("task-v2strag-1", 64 * kMiB, 64);
+        std::string dir = task->path();
+        REQUIRE(pv::cgroup_fs::exists(dir + "/cgroup.kill"));
+        int status = wait_for(spawn_helper(*task, {"orphan"}));
+        REQUIRE((WIFEXITED(status) && WEXITSTATUS(status) == 0));
+        status = wait_for(spawn_helper(*task, {"forks", "3"}));
+        REQUIRE((WIFEXITED(status) && WEXITSTATUS(status) == 0));
+        auto pids = task->pids();
+        REQUIRE(pids.size() == 4);
+        // One straggler hides in a cgroup below the task: cgroup.procs no longer
+        // lists it, so only the kernel's subtree kill (not a pid loop) reaches it.
+        std::string inner = dir + "/inner";
+        REQUIRE(pv::cgroup_fs::make_dir(inner) == 0);
+        REQUIRE(pv::cgroup_fs::write_file(inner + "/cgroup.procs", std::to_string(pids[0])) == 0);
+        CHECK(task->pids().size() == 3);
+        CHECK(event(inner, "cgroup.events", "populated") == 1);
+
+        task->signal_all(SIGKILL);
+        CHECK(wait_empty(*task, std::chrono::seconds(2)));
+        CHECK(event(inner, "cgroup.events", "populated") == 0);
+        CHECK(event(dir, "cgroup.events", "populated") == 0);
+        CHECK(task->stats().oom_kills == 0);
+        REQUIRE(::rmdir(inner.c_str()) == 0);
+        CHECK(task->remove());
+        CHECK_FALSE(pv::cgroup_fs::exists(dir));
         CHECK(manager->leftovers().empty());
     }
     check_nothing_left(instance);
