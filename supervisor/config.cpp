@@ -228,6 +228,10 @@ Config parse_config(int argc, char** argv, std::optional<int>& exit_code) {
     app.add_option("--work-root", cfg.work_root, "Per-attempt work directories")
         ->envname("WORK_ROOT")
         ->capture_default_str();
+    app.add_option("--output-dir", cfg.output_dir,
+                   "Where children publish <task id>.mp4 (their OUTPUT_DIR); what an attempt "
+                   "that did not complete left there is withdrawn")
+        ->envname("OUTPUT_DIR");
     app.add_option("--state-dir", cfg.state_dir, "Journal and other state")
         ->envname("STATE_DIR")
         ->capture_default_str();

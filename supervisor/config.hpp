@@ -35,6 +35,7 @@ struct Config {
     double db_retry_delay = 5;
     double poll_interval = 10;
     std::string work_root = "/tmp/protovideo-work";
+    std::string output_dir;  // the renderers' OUTPUT_DIR, passed on and withdrawn from
     std::string state_dir;
     std::string instance = "default";
     std::optional<CgroupMode> cgroup_mode;  // nullopt = auto

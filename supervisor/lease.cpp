@@ -184,10 +184,11 @@ int recover_expired(pqxx::work& tx, std::chrono::seconds lease, const std::strin
     return recovered;
 }
 
-int recover_own_previous_life(pqxx::work& tx, const std::string& host, const std::string& instance,
-                              const std::string& my_worker_id,
-                              const std::map<TaskKey, CgroupStats>& evidence,
-                              const std::set<std::string>& retry_on) {
+std::vector<std::string> recover_own_previous_life(pqxx::work& tx, const std::string& host,
+                                                   const std::string& instance,
+                                                   const std::string& my_worker_id,
+                                                   const std::map<TaskKey, CgroupStats>& evidence,
+                                                   const std::set<std::string>& retry_on) {
     auto rows = tx.exec_params(
         "SELECT t.id::text AS id, t.attempts, t.max_attempts, t.cancel_requested,"
         " t.worker_id::text AS worker_id, w.host, w.pid"
@@ -199,7 +200,7 @@ int recover_own_previous_life(pqxx::work& tx, const std::string& host, const std
         host, instance, my_worker_id);
 
     bool memory_retries = retry_on.count(std::string(error_type::kMemoryLimit)) > 0;
-    int resolved = 0;
+    std::vector<std::string> resolved;
     for (const auto& row : rows) {
         OrphanTask task = lost_task_from_row(row);
         LossVerdict verdict{error_type::kWorkerLost,
@@ -219,7 +220,7 @@ int recover_own_previous_life(pqxx::work& tx, const std::string& host, const std
             }
         }
         if (resolve_lost(tx, task, verdict))
-            ++resolved;
+            resolved.push_back(task.task_id);
     }
 
     tx.exec_params(

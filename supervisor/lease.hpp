@@ -15,6 +15,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <pqxx/pqxx>
 
@@ -72,12 +73,13 @@ int recover_expired(pqxx::work& tx, std::chrono::seconds lease, const std::strin
 ///   - otherwise outcome 'worker_lost', error "supervisor <host>/<old pid>
 ///     restarted" (peak stored when evidence has one); retried.
 /// Retry/failed/cancelled as in recover_expired. The earlier rows get stopped_at
-/// set. Same locking and fencing as recover_expired. Returns how many tasks were
-/// resolved. Throws pqxx exceptions; does not commit.
-int recover_own_previous_life(pqxx::work& tx, const std::string& host, const std::string& instance,
-                              const std::string& my_worker_id,
-                              const std::map<TaskKey, CgroupStats>& evidence,
-                              const std::set<std::string>& retry_on = {});
+/// set. Same locking and fencing as recover_expired. Returns the ids of the
+/// tasks resolved. Throws pqxx exceptions; does not commit.
+std::vector<std::string> recover_own_previous_life(pqxx::work& tx, const std::string& host,
+                                                   const std::string& instance,
+                                                   const std::string& my_worker_id,
+                                                   const std::map<TaskKey, CgroupStats>& evidence,
+                                                   const std::set<std::string>& retry_on = {});
 
 /// Of the attempts this supervisor is still running, those it no longer owns:
 /// the task row is not 'inprogress' with that attempt number and `my_worker_id`

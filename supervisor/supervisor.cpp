@@ -106,6 +106,7 @@ Supervisor::Supervisor(Config config, const sigset_t& handled_signals)
     : m_cfg{std::move(config)},
       m_signals{handled_signals},
       m_store{m_cfg.database_url, m_cfg.db_retry_attempts, m_cfg.db_retry_delay},
+      m_published{m_cfg.output_dir},
       m_rng{std::random_device{}()} {
     m_retry.base_delay_seconds = m_cfg.retry_base_delay;
     m_retry.extra_kinds = m_cfg.retry_on;
@@ -188,11 +189,13 @@ bool Supervisor::start() {
             m_store.register_worker(m_worker);
             if (!m_store.replay_journal_now())
                 throw std::runtime_error("journal replay failed");
-            int recovered = m_store.recover_previous_life(m_worker, evidence, m_cfg.retry_on);
-            if (recovered > 0) {
+            auto recovered = m_store.recover_previous_life(m_worker, evidence, m_cfg.retry_on);
+            if (!recovered.empty()) {
                 log::warn("Tasks of an earlier life of this supervisor resolved",
-                          {{"count", recovered}});
+                          {{"count", recovered.size()}});
             }
+            // Their children were killed with the leftover cgroups above.
+            for (const std::string& task_id : recovered) m_published.withdraw(task_id);
             break;
         } catch (const std::exception& e) {
             log::error("Database unavailable at startup", {{"operation", "register worker"},
@@ -569,12 +572,16 @@ std::vector<std::string> Supervisor::child_env(const TaskInfo& task,
         // The child holds no database credentials.
         if (kv.rfind("DATABASE_URL=", 0) == 0 || kv.rfind("PG", 0) == 0)
             continue;
+        if (!m_cfg.output_dir.empty() && kv.rfind("OUTPUT_DIR=", 0) == 0)
+            continue;
         if (kv.rfind("PV_EVENT_FD=", 0) == 0 || kv.rfind("PV_TASK_ID=", 0) == 0 ||
             kv.rfind("PV_WORK_DIR=", 0) == 0 || kv.rfind("PV_ATTEMPT=", 0) == 0) {
             continue;
         }
         env.emplace_back(kv);
     }
+    if (!m_cfg.output_dir.empty())
+        env.push_back("OUTPUT_DIR=" + m_cfg.output_dir);
     env.push_back("PV_EVENT_FD=3");
     env.push_back("PV_TASK_ID=" + task.id);
     env.push_back("PV_WORK_DIR=" + work_dir);
@@ -900,6 +907,10 @@ void Supervisor::finish_child(ChildProcess& child) {
                    {"reason", to_string(child.action())}});
     }
     std::string tail = verdict.success ? std::string() : child.stderr_tail();
+    // Every process of the attempt is gone (check_teardown), so nothing can
+    // publish after this; a retry starts only once the failure is recorded.
+    if (!verdict.success)
+        m_published.withdraw(task.id);
     record(task, verdict, metrics, child.result(), tail);
 
     m_ended.push_back({child.take_cgroup(), child.work_dir(), task.id});

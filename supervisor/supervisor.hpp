@@ -17,6 +17,7 @@
 #include "config.hpp"
 #include "death.hpp"
 #include "event_loop.hpp"
+#include "published_output.hpp"
 #include "retry.hpp"
 #include "spawner.hpp"
 #include "task_store.hpp"
@@ -98,6 +99,7 @@ private:
     std::unique_ptr<CgroupManager> m_cgroups;
     std::unique_ptr<Journal> m_journal;
     TaskStore m_store;
+    PublishedOutput m_published;
     WorkerInfo m_worker;
     RetryPolicy m_retry;
     std::map<pid_t, std::unique_ptr<ChildProcess>> m_children;

@@ -386,16 +386,16 @@ int TaskStore::recover_expired_workers(const std::string& own_worker_id, double 
     }
 }
 
-int TaskStore::recover_previous_life(const WorkerInfo& worker,
-                                     const std::map<TaskKey, CgroupStats>& evidence,
-                                     const std::set<std::string>& retry_on) {
+std::vector<std::string> TaskStore::recover_previous_life(
+    const WorkerInfo& worker, const std::map<TaskKey, CgroupStats>& evidence,
+    const std::set<std::string>& retry_on) {
     if (!ensure_connected())
         throw pqxx::broken_connection("cannot connect to the database");
     pqxx::work tx(*m_conn->db);
-    int n =
+    auto resolved =
         recover_own_previous_life(tx, worker.host, worker.instance, worker.id, evidence, retry_on);
     tx.commit();
-    return n;
+    return resolved;
 }
 
 bool TaskStore::attempt_open(const std::string& task_id, int attempt) {

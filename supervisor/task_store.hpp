@@ -98,10 +98,10 @@ public:
 
     /// Startup: resolves the tasks left in progress by earlier lives of this host and
     /// instance (pv::recover_own_previous_life), using the leftover cgroups' counters.
-    /// Throws on database errors.
-    int recover_previous_life(const WorkerInfo& worker,
-                              const std::map<TaskKey, CgroupStats>& evidence,
-                              const std::set<std::string>& retry_on);
+    /// Returns the ids of the tasks resolved. Throws on database errors.
+    std::vector<std::string> recover_previous_life(const WorkerInfo& worker,
+                                                   const std::map<TaskKey, CgroupStats>& evidence,
+                                                   const std::set<std::string>& retry_on);
 
     /// True when the attempt's row is still open (ended_at NULL): some supervisor may
     /// still be running it. Throws on database errors.

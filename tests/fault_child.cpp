@@ -58,6 +58,8 @@ Reads the request JSON from --request FILE (or stdin) and behaves as its "fault"
   exit0_no_result      exit 0 without a result
   result_then_exit     result event, then exit non-zero        code (1)
   result_then_sigsegv  result event, then SIGSEGV
+  publish_then_sigkill write OUTPUT_DIR/<task id>.mp4 and .jpg
+                       as the renderer publishes, then SIGKILL
   sigsegv              null-pointer write (method "raise": raise(SIGSEGV))
   abort                std::abort()
   sigkill              raise(SIGKILL)
@@ -234,6 +236,7 @@ public:
             {"exit0_no_result", [&] { return 0; }},
             {"result_then_exit", [&] { return result_then_exit(); }},
             {"result_then_sigsegv", [&] { return result_then_sigsegv(); }},
+            {"publish_then_sigkill", [&] { return publish_then_sigkill(); }},
             {"sigsegv", [&] { return sigsegv(); }},
             {"abort", [&]() -> int { std::abort(); }},
             {"sigkill", [&] { return raise_signal(SIGKILL); }},
@@ -352,6 +355,20 @@ private:
     int result_then_sigsegv() {
         m_events.result(result_body());
         return sigsegv();
+    }
+
+    // The renderer's publish step (child/output.cpp) followed by a death before
+    // its result event: what a kill at the worst moment leaves behind.
+    int publish_then_sigkill() {
+        const char* dir = std::getenv("OUTPUT_DIR");
+        if (!dir || !*dir || m_args.task_id.empty()) {
+            std::cerr << "fault_child: publish_then_sigkill needs OUTPUT_DIR and a task id\n";
+            return 2;
+        }
+        for (const char* suffix : {".jpg", ".mp4"}) {
+            std::ofstream(std::string(dir) + "/" + m_args.task_id + suffix) << "published\n";
+        }
+        return raise_signal(SIGKILL);
     }
 
     int sigsegv() {

@@ -8,6 +8,7 @@ import re
 import shutil
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -179,6 +180,30 @@ def test_death_by_signal(pv, request_, signo, text):
     signal_lines = [r for r in log_records_for(sup, task["id"])
                     if "[SIGNAL]" in str(r.get("message", ""))]
     assert signal_lines, f"no [SIGNAL] log line for the task:\n{sup.tail()}"
+
+
+def test_output_published_by_a_killed_child_is_withdrawn(pv, tmp_path):
+    # The renderer publishes OUTPUT_DIR/<task id>.mp4 and its poster just before
+    # its result event; killed in between, the attempt did not complete and
+    # nothing it published may stay.
+    out = tmp_path / "output"
+    out.mkdir()
+    out.chmod(0o1777)  # the child runs as nobody
+    for p in (tmp_path, *tmp_path.parents):
+        if p == Path("/"):
+            break
+        p.chmod(p.stat().st_mode | 0o011)
+    kept = out / "someone-else.mp4"
+    kept.write_text("not ours")
+    sup, task, attempts = run_one(pv, {"fault": "publish_then_sigkill"},
+                                  env={"OUTPUT_DIR": str(out)})
+    check_failed(task, SIGKILL_TEXT, "signal")
+    check_attempt(pv, attempts[0], outcome="signal", signo=9)
+    assert sorted(p.name for p in out.iterdir()) == ["someone-else.mp4"]
+    withdrawn = [r for r in log_records_for(sup, task["id"])
+                 if r.get("message") == "Withdrew the output of an attempt that did not complete"]
+    assert [sorted(r["paths"]) for r in withdrawn] == [
+        sorted([str(out / (task["id"] + ".jpg")), str(out / (task["id"] + ".mp4"))])]
 
 
 def test_signal_deaths_are_not_retried_by_default(pv):
