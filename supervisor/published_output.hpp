@@ -10,6 +10,9 @@
 
 namespace pv {
 
+// Limitation: only a local OUTPUT_DIR is withdrawn from; an S3 upload of an
+// attempt killed before its result stays, and so does the output of a task that
+// another supervisor recovered from a lost host.
 class PublishedOutput {
 public:
     /// `dir` is the renderers' OUTPUT_DIR; empty means nothing is published
