@@ -5,7 +5,7 @@
 set -euo pipefail
 if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then
     echo "usage: scripts/test.sh [meson test arguments, e.g. --suite integration | TESTNAME]"
-    echo "suites: unit process integration render child pvctl fuzz (meson test -C build --list)"
+    echo "suites: unit process integration render child pvctl fuzz vm (meson test -C build --list)"
     exit 0
 fi
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,8 +27,13 @@ fi
 export PV_MEDIA_DIR
 
 build=${BUILD_DIR:-build}
+# The cgroup v2 suite boots a small VM (tests/vm/cgroup_v2.sh, about 30 s);
+# PV_VM_TESTS=false leaves it out.
+vm_tests=${PV_VM_TESTS:-true}
 if [ ! -f "$build/build.ninja" ]; then
-    meson setup "$build" --buildtype=debugoptimized
+    meson setup "$build" --buildtype=debugoptimized -Dvm_tests="$vm_tests"
+else
+    meson configure "$build" -Dvm_tests="$vm_tests" >/dev/null
 fi
 ninja -C "$build"
 meson test -C "$build" --print-errorlogs --num-processes "${TEST_JOBS:-1}" "$@"
