@@ -46,7 +46,7 @@ Format parse_format(std::string_view name) {
         return Format::Json;
     if (name == "text")
         return Format::Text;
-    throw std::invalid_argument("log format must be auto, json or text, not '" + std::string(name) +
+    throw std::invalid_argument("log-format must be auto, json or text, not '" + std::string(name) +
                                 "'");
 }
 

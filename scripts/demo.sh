@@ -85,7 +85,8 @@ started_pg=0
 if [ -z "${DATABASE_URL:-}" ]; then
     started_pg=1
     say "starting a private PostgreSQL in .state/pg"
-    DATABASE_URL=$("$root/scripts/pg.sh" start "$state/pg")
+    # 9>&-: the server outlives this run and must not hold the demo's lock.
+    DATABASE_URL=$("$root/scripts/pg.sh" start "$state/pg" 9>&-)
 else
     say "using the database in DATABASE_URL"
 fi
@@ -180,7 +181,7 @@ run_supervisor() {  # run_supervisor FIRST_ID_INDEX [extra supervisor flags...]
     OUTPUT_DIR=$output WORK_ROOT=$work ASSET_ROOTS=$media STATE_DIR=$state/supervisor \
         LOG_FORMAT=json \
         "$supervisor" --max-children 2 --exit-when-idle --poll-interval 2 \
-        --task-timeout 600 --child-command "$child_program" "$@" >>"$log" 2>&1 &
+        --task-timeout 600 --child-command "$child_program" "$@" >>"$log" 2>&1 9>&- &
     sup_pid=$!
     follow "$first"
 }

@@ -4,6 +4,7 @@
 #include <pwd.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
@@ -293,6 +294,12 @@ Config parse_config(int argc, char** argv, std::optional<int>& exit_code) {
         }
         cfg.log_level = parse_level(log_level);
         cfg.retry_on = parse_kind_list(retry_on);
+        if (cfg.heartbeat_seconds >= cfg.lease_seconds) {
+            throw ConfigError(fmt::format(
+                "--heartbeat ({:g} s) must be shorter than --lease ({:g} s), or peers take this "
+                "supervisor's tasks as lost between two heartbeats",
+                cfg.heartbeat_seconds, cfg.lease_seconds));
+        }
         if (cfg.instance.empty() || cfg.instance.find('/') != std::string::npos) {
             throw ConfigError("--instance must be a non-empty name without '/'");
         }

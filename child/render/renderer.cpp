@@ -548,8 +548,8 @@ RenderResult render_impl(const RenderJob& job) {
     }
     Progress progress(job);
     Plan plan;
-    // Limitation: yuv420p needs even sides, so an odd width or height in the
-    // request is rounded down by one pixel.
+    // yuv420p needs even sides: validation refuses odd ones, and a caller that
+    // skips validation gets them rounded down by one pixel.
     plan.width = req.width & ~1;
     plan.height = req.height & ~1;
     plan.fps = req.fps;

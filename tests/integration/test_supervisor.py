@@ -7,13 +7,14 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import (FAULT_CHILD, TERMINAL, log_records_for, pid_alive, processes_with,
-                      wait_until, zombie_children)
+from conftest import (FAULT_CHILD, SUPERVISOR, TERMINAL, log_records_for, pid_alive,
+                      processes_with, wait_until, zombie_children)
 
 SIGKILL_TEXT = "Process terminated by signal: SIGKILL (SIG9)"
 SIGSEGV_TEXT = "Process terminated by signal: SIGSEGV (SIG11)"
@@ -717,3 +718,26 @@ def test_rlimit_mode_setsid_helper_escapes(pv):
                               "close_fds": True}, "--cgroup-mode", "rlimit", env=RLIMIT_ENV)
     check_completed(task)
     assert not pid_alive(int(pid_file.read_text()))
+
+
+# --- configuration -------------------------------------------------------------------
+
+@pytest.mark.parametrize("flags, message", [
+    (["--max-children", "0"], "--max-children: must be a number > 0, not '0'"),
+    (["--max-children", "abc"], "--max-children: must be a number > 0, not 'abc'"),
+    (["--log-format", "xml"], "--log-format must be auto, json or text, not 'xml'"),
+    (["--cgroup-mode", "v3"], "--cgroup-mode must be auto, v2, v1 or rlimit, not 'v3'"),
+    (["--instance", "a/b"], "--instance must be a non-empty name without '/'"),
+    (["--child-command", "/nonexistent/renderer"],
+     "--child-command: cannot find an executable '/nonexistent/renderer'"),
+    (["--heartbeat", "60", "--lease", "30"],
+     "--heartbeat (60 s) must be shorter than --lease (30 s), or peers take this "
+     "supervisor's tasks as lost between two heartbeats"),
+], ids=["zero-children", "word-children", "log-format", "cgroup-mode", "instance",
+        "child-command", "heartbeat-over-lease"])
+def test_bad_configuration_is_refused(flags, message):
+    # Refused before any database or cgroup is touched: exit 2, one line saying why.
+    p = subprocess.run([str(SUPERVISOR), *flags], capture_output=True, text=True, timeout=30,
+                       env={"PATH": os.environ["PATH"], "DATABASE_URL": "postgresql:///none"})
+    assert p.returncode == 2, p
+    assert p.stderr == f"supervisor: {message}\n", p.stderr
