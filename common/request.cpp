@@ -4,9 +4,16 @@
 #include "request.hpp"
 
 #include <fmt/format.h>
+extern "C" {
+#include <libavutil/avutil.h>
+#include <libavutil/log.h>
+#include <libavutil/parseutils.h>
+}
 
 #include <cctype>
 #include <cmath>
+#include <cstddef>
+#include <cstdint>
 #include <cstdlib>
 #include <string_view>
 
@@ -141,8 +148,15 @@ bool has_control_chars(std::string_view s) {
     return false;
 }
 
-/// Checks the form of an asset reference: an http(s) or file URL, or a path.
-/// Whether a path is inside ASSET_ROOTS is the fetcher's decision.
+/// The value as quoted in a message: valid UTF-8 and at most about 80 bytes.
+std::string excerpt(std::string_view s) {
+    constexpr std::size_t kMax = 80;
+    return "\"" + utf8_prefix(s, kMax) + (s.size() > kMax ? "...\"" : "\"");
+}
+
+/// Checks the form of an asset reference: an http(s) URL, or an absolute path,
+/// plain or as a file URL (a relative path has no directory it could be relative
+/// to). Whether a path is inside ASSET_ROOTS is the fetcher's decision.
 std::string source(const Fields& f, std::string_view key) {
     auto s = f.string(key, kMaxSourceChars);
     if (!s)
@@ -161,6 +175,15 @@ std::string source(const Fields& f, std::string_view key) {
         }
         if (s->size() == colon + 3)
             f.fail(key, "URL has nothing after the scheme");
+        std::string_view rest = std::string_view(*s).substr(colon + 3);
+        if (rest.substr(0, 9) == "localhost")
+            rest.remove_prefix(9);
+        if (scheme == "file" && (rest.empty() || rest.front() != '/')) {
+            f.fail(key, "file URL must name an absolute path on this host (file:///path), "
+                        "got " + excerpt(*s));
+        }
+    } else if (s->front() != '/') {
+        f.fail(key, "must be an absolute path or an http, https or file URL, got " + excerpt(*s));
     }
     return *s;
 }
@@ -176,24 +199,30 @@ TextPosition parse_position(const Fields& f, std::string_view key) {
     f.fail(key, "must be center, top or bottom, got \"" + *s + "\"");
 }
 
-bool is_hex_color(std::string_view s) {
-    if (s.size() != 7 || s[0] != '#')
-        return false;
-    for (char c : s.substr(1)) {
-        if (!std::isxdigit(static_cast<unsigned char>(c)))
-            return false;
-    }
-    return true;
-}
+/// The context av_parse_color logs through. Its log_level_offset moves the
+/// parser's complaints beyond AV_LOG_TRACE, so neither FFmpeg's default logger
+/// nor the renderer's bridge prints them; the caller words the error itself.
+struct QuietLogContext {
+    const AVClass* av_class;
+    int log_level_offset;
+};
 
-bool is_color_name(std::string_view s) {
-    if (s.empty() || s.size() > 20)
-        return false;
-    for (char c : s) {
-        if (!std::isalpha(static_cast<unsigned char>(c)))
-            return false;
-    }
-    return true;
+const AVClass kQuietClass = {
+    .class_name = "colour check",
+    .item_name = av_default_item_name,
+    .option = nullptr,
+    .version = LIBAVUTIL_VERSION_INT,
+    .log_level_offset_offset = offsetof(QuietLogContext, log_level_offset),
+};
+
+/// True for what drawtext's fontcolor accepts: av_opt_set parses that option
+/// with this same function (names, [#|0x]RRGGBB[AA], "@alpha", "random").
+bool is_ffmpeg_color(const std::string& s) {
+    // AV_LOG_ERROR + 200 is beyond AV_LOG_TRACE and still within the low byte
+    // that FFmpeg's default logger compares with its level.
+    QuietLogContext quiet{&kQuietClass, 200};
+    std::uint8_t rgba[4];
+    return av_parse_color(rgba, s.c_str(), -1, &quiet) >= 0;
 }
 
 std::optional<TextOverlay> parse_text(const Fields& scene, const RequestLimits& limits) {
@@ -214,8 +243,12 @@ std::optional<TextOverlay> parse_text(const Fields& scene, const RequestLimits& 
     text.position = parse_position(f, "position");
     text.fontsize = f.integer_in("fontsize", kMinFontsize, limits.max_fontsize).value_or(36);
     if (auto color = f.string("color", 32)) {
-        if (!is_hex_color(*color) && !is_color_name(*color)) {
-            f.fail("color", "must be a colour name or #RRGGBB, got \"" + *color + "\"");
+        if (has_control_chars(*color))
+            f.fail("color", "must not contain control characters");
+        if (!is_ffmpeg_color(*color)) {
+            f.fail("color",
+                   "must be a colour name, #RRGGBB or 0xRRGGBB (optionally with @alpha), got " +
+                       excerpt(*color));
         }
         text.color = *color;
     }

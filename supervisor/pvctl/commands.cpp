@@ -16,6 +16,7 @@
 #include <iostream>
 #include <iterator>
 #include <sstream>
+#include <string_view>
 
 namespace pv::ctl {
 
@@ -41,14 +42,33 @@ std::string read_input(const std::string& file) {
     return body.str();
 }
 
+/// nlohmann's message without its "[json.exception.parse_error.101] " tag,
+/// ASCII only (it quotes the input, which may not be UTF-8) and cut short.
+std::string json_error_detail(const json::exception& e) {
+    std::string_view text = e.what();
+    if (text.starts_with("[json.exception.")) {
+        auto close = text.find("] ");
+        if (close != std::string_view::npos)
+            text.remove_prefix(close + 2);
+    }
+    std::string out = truncate(text, 200);
+    for (auto& c : out) {
+        auto u = static_cast<unsigned char>(c);
+        if (u < 0x20 || u >= 0x7f)
+            c = '?';
+    }
+    return out;
+}
+
 json parse_body(const std::string& text, const std::string& file) {
     try {
         return json::parse(text);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {
+        // parse_error for bad syntax, out_of_range for a number beyond double
+        // (1e400): both mean the file cannot be a request.
         std::string where = file == "-" ? "standard input" : file;
-        throw CommandError(
-            ExitCode::Usage,
-            fmt::format("invalid request: {} is not valid JSON ({})", where, e.what()));
+        throw CommandError(ExitCode::Usage, fmt::format("invalid request: {} is not valid JSON ({})",
+                                                        where, json_error_detail(e)));
     }
 }
 

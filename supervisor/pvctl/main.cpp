@@ -20,7 +20,9 @@ int fail(const pv::ctl::GlobalOptions& g, ExitCode code, const std::string& mess
     std::cerr << "pvctl: " << message << std::endl;
     if (g.json) {
         nlohmann::json doc = {{"error", message}, {"exit_code", static_cast<int>(code)}};
-        std::cout << doc.dump(2) << std::endl;
+        // A message may quote a file name that is not UTF-8; dump() would throw.
+        std::cout << doc.dump(2, ' ', false, nlohmann::json::error_handler_t::replace)
+                  << std::endl;
     }
     return static_cast<int>(code);
 }

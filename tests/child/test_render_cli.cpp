@@ -158,7 +158,8 @@ json two_image_request(const std::string& a, const std::string& b) {
              {{{"type", "image"},
                {"image", a},
                {"duration", 2},
-               {"text", {{"content", "Hello"}, {"position", "bottom"}}}},
+               // A colour form beyond #RRGGBB: validation and drawtext agree on it.
+               {"text", {{"content", "Hello"}, {"position", "bottom"}, {"color", "0xFFD700@0.8"}}}},
               {{"type", "image"}, {"image", b}, {"duration", 2.5}}}}};
 }
 
@@ -253,6 +254,37 @@ TEST_CASE("an invalid request exits 2 with an invalid_request event, before any 
     CHECK(run.exit_code == 2);
     REQUIRE(run.error());
     CHECK(run.error()->message == "request: not valid JSON");
+
+    // A number beyond double is refused as invalid JSON, not as an internal error.
+    std::ofstream(dir.path() + "/big.json")
+        << R"({"scenes":[{"type":"image","image":"https://example.com/a.jpg","duration":1e400}]})";
+    run = run_renderer({"--request", dir.path() + "/big.json", "--output", "/tmp/x.mp4"}, {}, true);
+    CHECK(run.exit_code == 2);
+    REQUIRE(run.error());
+    CHECK(run.error()->error_type == "invalid_request");
+    CHECK(run.error()->message == "request: not valid JSON");
+
+    // Refused before any work: an unknown colour (drawtext would fail on it)
+    // and a relative path (the fetcher would).
+    body = two_image_request("/x/a.jpg", "/x/b.jpg");
+    body["scenes"][0]["text"]["color"] = "notacolor";
+    run = run_renderer({"--request", write_request(dir.path(), body), "--output", "/tmp/x.mp4"},
+                       {}, true);
+    CHECK(run.exit_code == 2);
+    REQUIRE(run.error());
+    CHECK(run.error()->error_type == "invalid_request");
+    CHECK(run.error()->message ==
+          "scenes[0].text.color: must be a colour name, #RRGGBB or 0xRRGGBB (optionally with "
+          "@alpha), got \"notacolor\"");
+    CHECK(run.err.find("Cannot find color") == std::string::npos);
+    body = two_image_request("/x/a.jpg", "b.jpg");
+    run = run_renderer({"--request", write_request(dir.path(), body), "--output", "/tmp/x.mp4"},
+                       {}, true);
+    CHECK(run.exit_code == 2);
+    REQUIRE(run.error());
+    CHECK(run.error()->error_type == "invalid_request");
+    CHECK(run.error()->message ==
+          "scenes[1].image: must be an absolute path or an http, https or file URL, got \"b.jpg\"");
 }
 
 TEST_CASE("a bad download exits 1 with an asset error naming it, and publishes nothing") {

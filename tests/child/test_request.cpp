@@ -139,6 +139,47 @@ TEST_CASE("source URL schemes") {
     CHECK(error_of(body) == "(accepted)");
 }
 
+TEST_CASE("local sources must be absolute paths") {
+    auto body = valid();
+    body["scenes"][0]["image"] = "a.jpg";
+    CHECK(error_of(body) ==
+          "scenes[0].image: must be an absolute path or an http, https or file URL, got \"a.jpg\"");
+    body["scenes"][0]["image"] = "@MEDIA@/Aqua.jpg";
+    CHECK(error_of(body) == "scenes[0].image: must be an absolute path or an http, https or "
+                            "file URL, got \"@MEDIA@/Aqua.jpg\"");
+    body["scenes"][0]["image"] = "./a.jpg";
+    CHECK(error_of(body) ==
+          "scenes[0].image: must be an absolute path or an http, https or file URL, got "
+          "\"./a.jpg\"");
+    body["scenes"][0]["image"] = "photos/" + std::string(100, 'x') + ".jpg";
+    CHECK(error_of(body) ==
+          "scenes[0].image: must be an absolute path or an http, https or file URL, got \"photos/" +
+              std::string(73, 'x') + "...\"");
+    body["scenes"][0]["image"] = "file://a.jpg";
+    CHECK(error_of(body) == "scenes[0].image: file URL must name an absolute path on this host "
+                            "(file:///path), got \"file://a.jpg\"");
+    body["scenes"][0]["image"] = "file://otherhost/srv/a.jpg";
+    CHECK(error_of(body) == "scenes[0].image: file URL must name an absolute path on this host "
+                            "(file:///path), got \"file://otherhost/srv/a.jpg\"");
+    body["scenes"][0]["image"] = "file://localhost/srv/a.jpg";
+    CHECK(error_of(body) == "(accepted)");
+
+    body = valid();
+    body["scenes"][0]["narration"] = "n.mp3";
+    CHECK(error_of(body) ==
+          "scenes[0].narration: must be an absolute path or an http, https or file URL, got "
+          "\"n.mp3\"");
+    body["scenes"][0]["narration"] = "/srv/n.mp3";
+    body["scenes"][0]["music"] = "music/theme.ogg";
+    CHECK(error_of(body) ==
+          "scenes[0].music: must be an absolute path or an http, https or file URL, got "
+          "\"music/theme.ogg\"");
+    json video = {{"scenes", {{{"type", "video"}, {"video", "clip.mp4"}}}}};
+    CHECK(error_of(video) ==
+          "scenes[0].video: must be an absolute path or an http, https or file URL, got "
+          "\"clip.mp4\"");
+}
+
 TEST_CASE("video scene sources") {
     json body = {{"scenes", {{{"type", "video"}}}}};
     CHECK(error_of(body) == "scenes[0].video: is required for a video scene");
@@ -232,15 +273,39 @@ TEST_CASE("text overlay rules") {
     CHECK(error_of(body) == "scenes[1].text.fontsize: must be an integer, got 36.5");
     body["scenes"][1]["text"] = {{"content", "x"}, {"fontsize", "big"}};
     CHECK(error_of(body) == "scenes[1].text.fontsize: must be an integer, got a string");
-    body["scenes"][1]["text"] = {{"content", "x"}, {"color", "#12345"}};
-    CHECK(error_of(body) ==
-          "scenes[1].text.color: must be a colour name or #RRGGBB, got \"#12345\"");
-    body["scenes"][1]["text"] = {{"content", "x"}, {"color", "yellow"}};
-    CHECK(error_of(body) == "(accepted)");
     pv::RequestLimits limits;
     limits.max_text_chars = 3;
     body["scenes"][1]["text"] = {{"content", "abcd"}};
     CHECK(error_of(body, limits) == "scenes[1].text.content: must be at most 3 characters, got 4");
+}
+
+TEST_CASE("text colours are what FFmpeg's drawtext accepts") {
+    auto body = valid();
+    auto color_error = [&](const std::string& color) {
+        body["scenes"][1]["text"] = {{"content", "x"}, {"color", color}};
+        return error_of(body);
+    };
+    for (const char* good : {"yellow", "White", "DarkSlateGray", "#ff0000", "#FF000080",
+                             "0xFFD700", "ff0000", "red@0.5", "white@0x80", "random"}) {
+        INFO(good);
+        CHECK(color_error(good) == "(accepted)");
+    }
+    CHECK(color_error("notacolor") ==
+          "scenes[1].text.color: must be a colour name, #RRGGBB or 0xRRGGBB (optionally with "
+          "@alpha), got \"notacolor\"");
+    CHECK(color_error("#12345") ==
+          "scenes[1].text.color: must be a colour name, #RRGGBB or 0xRRGGBB (optionally with "
+          "@alpha), got \"#12345\"");
+    CHECK(color_error("red@2") ==
+          "scenes[1].text.color: must be a colour name, #RRGGBB or 0xRRGGBB (optionally with "
+          "@alpha), got \"red@2\"");
+    CHECK(color_error("") ==
+          "scenes[1].text.color: must be a colour name, #RRGGBB or 0xRRGGBB (optionally with "
+          "@alpha), got \"\"");
+    CHECK(color_error(std::string("red\0x", 5)) ==
+          "scenes[1].text.color: must not contain control characters");
+    CHECK(color_error(std::string(33, 'a')) ==
+          "scenes[1].text.color: must be at most 32 characters, got 33");
 }
 
 TEST_CASE("subtitle must be a boolean") {

@@ -38,8 +38,8 @@ fi
 
 flags=(-std=c++20 -O1 -gline-tables-only -D_GNU_SOURCE -fno-omit-frame-pointer
        -fsanitize=address,undefined -fno-sanitize-recover=all -I"$root/common")
-read -r -a pkg_cflags <<<"$(pkg-config --cflags spdlog fmt nlohmann_json)"
-read -r -a pkg_libs <<<"$(pkg-config --libs spdlog fmt)"
+read -r -a pkg_cflags <<<"$(pkg-config --cflags spdlog fmt nlohmann_json libavutil)"
+read -r -a pkg_libs <<<"$(pkg-config --libs spdlog fmt libavutil)"
 flags+=("${pkg_cflags[@]}")
 
 # A missing fuzzer runtime (libclang-rt-14-dev) shows up as a link failure of
