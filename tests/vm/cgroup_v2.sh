@@ -148,7 +148,8 @@ echo  # the firmware's last console line has no newline
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
-mount -t tmpfs tmpfs /tmp
+# No tmpfs on /tmp: the initramfs root is writable already, and a build tree
+# under /tmp (a CI clone) holds the test binaries at their build paths.
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
 cg=/sys/fs/cgroup
 finish() {
