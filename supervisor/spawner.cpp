@@ -156,7 +156,8 @@ alignas(64) unsigned char g_child_stack[kChildStackSize];
 
 // Limitation: the supervisor's one thread waits here until the child has joined
 // its cgroups and exec'd (about 0.25 ms per no-op task), and for one database
-// statement per task, so 2 slots dispatch about 700 no-op tasks/s, not 1,000.
+// statement per task, so 2 slots dispatch a few hundred no-op tasks/s on 2
+// cores (386 in the last benchmark), not 1,000.
 
 /// Starts run_child in a process that shares our memory until it execs (like
 /// posix_spawn), so no page tables are copied: a fork of the supervisor costs
