@@ -74,7 +74,8 @@ void close_lost_attempt(pqxx::work& tx, const OrphanTask& t, const LossVerdict& 
 }
 
 // Records the loss and moves the task on; true if the (fenced) task row changed.
-bool resolve_lost(pqxx::work& tx, const OrphanTask& t, const LossVerdict& v) {
+bool resolve_lost(pqxx::work& tx, const OrphanTask& t, const LossVerdict& v,
+                  const RequeueDelay& requeue_delay) {
     close_lost_attempt(tx, t, v);
 
     std::string status = "failed";
@@ -85,17 +86,19 @@ bool resolve_lost(pqxx::work& tx, const OrphanTask& t, const LossVerdict& v) {
     } else if (v.retryable && t.attempt < t.max_attempts) {
         status = "pending";
     }
+    double delay = status == "pending" && requeue_delay ? requeue_delay(t.attempt) : 0.0;
     auto res = tx.exec_params(
         "UPDATE tasks SET status = $4::text, error = $5, error_type = $6,"
         " progress = CASE WHEN $4::text = 'pending' THEN 0 ELSE progress END,"
         " stage = CASE WHEN $4::text = 'pending' THEN NULL ELSE stage END,"
         " worker_id = CASE WHEN $4::text = 'pending' THEN NULL ELSE worker_id END,"
-        " not_before = CASE WHEN $4::text = 'pending' THEN now() ELSE not_before END,"
+        " not_before = CASE WHEN $4::text = 'pending'"
+        "  THEN now() + make_interval(secs => $7::float8) ELSE not_before END,"
         " finished_at = CASE WHEN $4::text = 'pending' THEN NULL ELSE now() END,"
         " updated_at = now()"
         " WHERE id = $1::uuid AND attempts = $2::integer AND status = 'inprogress'"
         " AND worker_id IS NOT DISTINCT FROM $3::uuid",
-        t.task_id, t.attempt, arg(t.worker_id), status, v.error, type_word);
+        t.task_id, t.attempt, arg(t.worker_id), status, v.error, type_word, delay);
     bool changed = res.affected_rows() > 0;
     if (changed) {
         log::warn("Task recovered from a lost supervisor", {{"task_id", t.task_id},
@@ -148,7 +151,8 @@ std::string memory_exceeded_text(std::optional<std::uint64_t> peak_bytes) {
     return buf;
 }
 
-int recover_expired(pqxx::work& tx, std::chrono::seconds lease, const std::string& my_worker_id) {
+int recover_expired(pqxx::work& tx, std::chrono::seconds lease, const std::string& my_worker_id,
+                    const RequeueDelay& requeue_delay) {
     auto rows = tx.exec_params(
         "SELECT t.id::text AS id, t.attempts, t.max_attempts, t.cancel_requested,"
         " t.worker_id::text AS worker_id, w.host, w.pid,"
@@ -178,7 +182,7 @@ int recover_expired(pqxx::work& tx, std::chrono::seconds lease, const std::strin
             verdict.error = "task was in progress without a supervisor since " +
                             row["updated"].as<std::string>();
         }
-        if (resolve_lost(tx, task, verdict))
+        if (resolve_lost(tx, task, verdict, requeue_delay))
             ++recovered;
     }
     return recovered;
@@ -188,7 +192,8 @@ std::vector<std::string> recover_own_previous_life(pqxx::work& tx, const std::st
                                                    const std::string& instance,
                                                    const std::string& my_worker_id,
                                                    const std::map<TaskKey, CgroupStats>& evidence,
-                                                   const std::set<std::string>& retry_on) {
+                                                   const std::set<std::string>& retry_on,
+                                                   const RequeueDelay& requeue_delay) {
     auto rows = tx.exec_params(
         "SELECT t.id::text AS id, t.attempts, t.max_attempts, t.cancel_requested,"
         " t.worker_id::text AS worker_id, w.host, w.pid"
@@ -219,7 +224,7 @@ std::vector<std::string> recover_own_previous_life(pqxx::work& tx, const std::st
                 verdict.retryable = memory_retries;
             }
         }
-        if (resolve_lost(tx, task, verdict))
+        if (resolve_lost(tx, task, verdict, requeue_delay))
             resolved.push_back(task.task_id);
     }
 
@@ -231,7 +236,8 @@ std::vector<std::string> recover_own_previous_life(pqxx::work& tx, const std::st
 }
 
 int recover_untracked(pqxx::work& tx, const std::string& my_worker_id,
-                      const std::set<TaskKey>& running, std::chrono::seconds grace) {
+                      const std::set<TaskKey>& running, std::chrono::seconds grace,
+                      const RequeueDelay& requeue_delay) {
     auto rows = tx.exec_params(
         "SELECT t.id::text AS id, t.attempts, t.max_attempts, t.cancel_requested,"
         " t.worker_id::text AS worker_id, w.host, w.pid"
@@ -253,7 +259,7 @@ int recover_untracked(pqxx::work& tx, const std::string& my_worker_id,
                             true,
                             {},
                             {}};
-        if (resolve_lost(tx, task, verdict))
+        if (resolve_lost(tx, task, verdict, requeue_delay))
             ++resolved;
     }
     return resolved;

@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <compare>
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -44,6 +45,11 @@ std::string supervisor_restarted_text(std::string_view host, int pid);
 /// "Memory limit exceeded: peak unknown".
 std::string memory_exceeded_text(std::optional<std::uint64_t> peak_bytes);
 
+/// Seconds a recovered task waits before it may be claimed again, given the
+/// number of the attempt that was lost (the supervisor's retry backoff). Empty:
+/// claimable at once.
+using RequeueDelay = std::function<double(int attempt)>;
+
 /// Recovers tasks in progress whose supervisor is presumed dead: its workers row
 /// has stopped_at set, or heartbeat_at older than `lease` by the database clock
 /// (so host clocks never matter). Tasks of `my_worker_id` are never touched.
@@ -54,13 +60,15 @@ std::string memory_exceeded_text(std::optional<std::uint64_t> peak_bytes);
 ///     outcome 'worker_lost', error "supervisor <host>/<pid> stopped heartbeating
 ///     at <heartbeat_at ISO>" (inserted if the claim left no attempt row);
 ///   - the task (fenced: same attempts, worker_id, still inprogress) becomes
-///     'pending' with not_before now() if attempts < max_attempts, else 'failed';
+///     'pending' with not_before now() + requeue_delay(attempt) if attempts <
+///     max_attempts, else 'failed';
 ///     error_type 'worker_lost' and that error either way; a task whose
 ///     cancel_requested is set becomes 'cancelled' (error_type 'cancelled').
 /// A task in progress with no worker_id is recovered the same way once
 /// updated_at is older than the lease ("task was in progress without a supervisor").
 /// Returns how many tasks were recovered. Throws pqxx exceptions; does not commit.
-int recover_expired(pqxx::work& tx, std::chrono::seconds lease, const std::string& my_worker_id);
+int recover_expired(pqxx::work& tx, std::chrono::seconds lease, const std::string& my_worker_id,
+                    const RequeueDelay& requeue_delay = {});
 
 /// Startup recovery: resolves at once every task still in progress under an
 /// earlier workers row of this `host` and `instance` (any row but `my_worker_id`),
@@ -79,7 +87,8 @@ std::vector<std::string> recover_own_previous_life(pqxx::work& tx, const std::st
                                                    const std::string& instance,
                                                    const std::string& my_worker_id,
                                                    const std::map<TaskKey, CgroupStats>& evidence,
-                                                   const std::set<std::string>& retry_on = {});
+                                                   const std::set<std::string>& retry_on = {},
+                                                   const RequeueDelay& requeue_delay = {});
 
 /// Of the attempts this supervisor is still running, those it no longer owns:
 /// the task row is not 'inprogress' with that attempt number and `my_worker_id`
@@ -99,6 +108,7 @@ std::set<TaskKey> lost_ownership(pqxx::work& tx, const std::string& my_worker_id
 /// error "supervisor <host>/<pid> lost track of the attempt". Same locking and
 /// fencing. Returns how many tasks were resolved. Throws pqxx exceptions.
 int recover_untracked(pqxx::work& tx, const std::string& my_worker_id,
-                      const std::set<TaskKey>& running, std::chrono::seconds grace);
+                      const std::set<TaskKey>& running, std::chrono::seconds grace,
+                      const RequeueDelay& requeue_delay = {});
 
 }  // namespace pv

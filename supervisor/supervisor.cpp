@@ -120,6 +120,10 @@ double Supervisor::unit_random() {
     return std::uniform_real_distribution<double>(0.0, 1.0)(m_rng);
 }
 
+RequeueDelay Supervisor::requeue_delay() {
+    return [this](int attempt) { return backoff_delay(attempt, m_retry, unit_random()); };
+}
+
 ChildProcess* Supervisor::find(pid_t pid) {
     auto it = m_children.find(pid);
     return it == m_children.end() ? nullptr : it->second.get();
@@ -189,7 +193,8 @@ bool Supervisor::start() {
             m_store.register_worker(m_worker);
             if (!m_store.replay_journal_now())
                 throw std::runtime_error("journal replay failed");
-            auto recovered = m_store.recover_previous_life(m_worker, evidence, m_cfg.retry_on);
+            auto recovered =
+                m_store.recover_previous_life(m_worker, evidence, m_cfg.retry_on, requeue_delay());
             if (!recovered.empty()) {
                 log::warn("Tasks of an earlier life of this supervisor resolved",
                           {{"count", recovered.size()}});
@@ -351,7 +356,7 @@ void Supervisor::after_events() {
     on_db_socket();
     if (m_sweep_wanted && m_phase == Phase::Running) {
         m_sweep_wanted = false;
-        m_store.recover_expired_workers(m_worker.id, m_cfg.lease_seconds);
+        m_store.recover_expired_workers(m_worker.id, m_cfg.lease_seconds, requeue_delay());
     }
     if (m_claim_wanted && m_phase == Phase::Running)
         claim_round();

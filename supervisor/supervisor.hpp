@@ -84,6 +84,8 @@ private:
     ChildProcess* find(pid_t pid);
     ChildProcess* find_task(const std::string& task_id);
     double unit_random();
+    /// The retry backoff for tasks recovered from a lost (or earlier) supervisor.
+    RequeueDelay requeue_delay();
     void request_exit(int code);
 
     Config m_cfg;

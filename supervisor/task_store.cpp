@@ -365,7 +365,8 @@ std::optional<long> TaskStore::pending_count() {
     }
 }
 
-int TaskStore::recover_expired_workers(const std::string& own_worker_id, double lease_seconds) {
+int TaskStore::recover_expired_workers(const std::string& own_worker_id, double lease_seconds,
+                                       const RequeueDelay& requeue_delay) {
     if (!ensure_connected())
         return 0;
     // After an outage every supervisor's heartbeat is stale, not only dead ones':
@@ -375,7 +376,7 @@ int TaskStore::recover_expired_workers(const std::string& own_worker_id, double 
     try {
         pqxx::work tx(*m_conn->db);
         int n = recover_expired(tx, std::chrono::seconds(static_cast<long>(lease_seconds)),
-                                own_worker_id);
+                                own_worker_id, requeue_delay);
         tx.commit();
         if (n > 0)
             log::warn("Tasks of lost supervisors recovered", {{"count", n}});
@@ -388,12 +389,12 @@ int TaskStore::recover_expired_workers(const std::string& own_worker_id, double 
 
 std::vector<std::string> TaskStore::recover_previous_life(
     const WorkerInfo& worker, const std::map<TaskKey, CgroupStats>& evidence,
-    const std::set<std::string>& retry_on) {
+    const std::set<std::string>& retry_on, const RequeueDelay& requeue_delay) {
     if (!ensure_connected())
         throw pqxx::broken_connection("cannot connect to the database");
     pqxx::work tx(*m_conn->db);
-    auto resolved =
-        recover_own_previous_life(tx, worker.host, worker.instance, worker.id, evidence, retry_on);
+    auto resolved = recover_own_previous_life(tx, worker.host, worker.instance, worker.id, evidence,
+                                              retry_on, requeue_delay);
     tx.commit();
     return resolved;
 }

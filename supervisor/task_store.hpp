@@ -94,14 +94,16 @@ public:
 
     /// Recovers tasks of supervisors presumed dead (lease expired or stopped):
     /// pv::recover_expired. Logs and returns 0 on database errors.
-    int recover_expired_workers(const std::string& own_worker_id, double lease_seconds);
+    int recover_expired_workers(const std::string& own_worker_id, double lease_seconds,
+                                const RequeueDelay& requeue_delay);
 
     /// Startup: resolves the tasks left in progress by earlier lives of this host and
     /// instance (pv::recover_own_previous_life), using the leftover cgroups' counters.
     /// Returns the ids of the tasks resolved. Throws on database errors.
     std::vector<std::string> recover_previous_life(const WorkerInfo& worker,
                                                    const std::map<TaskKey, CgroupStats>& evidence,
-                                                   const std::set<std::string>& retry_on);
+                                                   const std::set<std::string>& retry_on,
+                                                   const RequeueDelay& requeue_delay);
 
     /// True when the attempt's row is still open (ended_at NULL): some supervisor may
     /// still be running it. Throws on database errors.

@@ -507,6 +507,34 @@ TEST_CASE("a stale write from a presumed-dead supervisor changes nothing") {
     CHECK(task_row(*conn, task).status == "completed");
 }
 
+TEST_CASE("a recovered task waits out the retry backoff before it can be claimed again") {
+    auto conn = fresh();
+    std::string dead = add_worker(*conn, "render-01", 111, "2026-01-01T00:00:00Z");
+    std::string me = add_worker(*conn, "render-02", 222);
+    std::string second = add_claimed_task(*conn, dead, 2, 3);
+    std::string last = add_claimed_task(*conn, dead, 3, 3);
+    std::vector<int> asked;
+    auto delay = [&](int attempt) {
+        asked.push_back(attempt);
+        return 40.0 * attempt;
+    };
+    {
+        pqxx::work tx(*conn);
+        CHECK(pv::recover_expired(tx, 30s, me, delay) == 2);
+        tx.commit();
+    }
+    // Only the task that is retried asks for a delay, with its lost attempt's number.
+    CHECK(asked == std::vector<int>{2});
+    auto t = task_row(*conn, second);
+    CHECK(t.status == "pending");
+    CHECK(t.not_before_age < -79);  // not_before is 80 s ahead
+    CHECK(t.not_before_age > -81);
+    CHECK(task_row(*conn, last).status == "failed");
+    CHECK(count(*conn,
+                "SELECT count(*) FROM tasks WHERE status = 'pending'"
+                " AND not_before <= now()") == 0);
+}
+
 TEST_CASE("a supervisor learns which of its running attempts were taken from it") {
     auto conn = fresh();
     std::string me = add_worker(*conn, "render-01", 111, "2026-01-01T00:00:00Z");
