@@ -72,7 +72,8 @@ fi
     echo "os:       $(. /etc/os-release && echo "$PRETTY_NAME")"
     echo "load:     $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min, at start)"
     echo "commit:   $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-    echo "postgres: $(psql --version | awk '{print $3}')"
+    echo "postgres: $(psql --version | awk '{print $3}'), private cluster (scripts/pg.sh) with" \
+        "fsync=off and full_page_writes=off, for ours and graphile-worker alike"
     echo "ffmpeg:   $(ffmpeg -version | awk 'NR == 1 {print $3}')"
 } >"$RESULTS/machine.txt"
 echo "N_KILL=$N_KILL N_DISPATCH=$N_DISPATCH N_LATENCY=$N_LATENCY N_KILL_PEER=$N_KILL_PEER" \
