@@ -36,6 +36,8 @@ constexpr double kTeardownPoll = 0.05;
 constexpr double kTeardownDeadline = 5.0;  // kill stragglers + drain pipes, at most
 constexpr double kPidWriteDelay = 0.25;    // a running attempt's pid reaches the row
 constexpr int kPidsMax = 512;
+// A claim is left this many leases to start its child before it counts as untracked.
+constexpr double kUntrackedGraceLeases = 2.0;
 
 std::string read_uuid() {
     std::ifstream in("/proc/sys/kernel/random/uuid");
@@ -357,6 +359,14 @@ void Supervisor::after_events() {
     if (m_sweep_wanted && m_phase == Phase::Running) {
         m_sweep_wanted = false;
         m_store.recover_expired_workers(m_worker.id, m_cfg.lease_seconds, requeue_delay());
+        // Our own claims that no child and no queued write accounts for (a claim
+        // whose start was cut short): resolved here rather than at our next start.
+        std::set<TaskKey> running;
+        for (const auto& [pid, child] : m_children)
+            running.insert(TaskKey{child->task().id, child->task().attempt});
+        m_store.recover_untracked_attempts(m_worker.id, std::move(running),
+                                           kUntrackedGraceLeases * m_cfg.lease_seconds,
+                                           requeue_delay());
     }
     if (m_claim_wanted && m_phase == Phase::Running)
         claim_round();

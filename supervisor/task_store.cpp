@@ -387,6 +387,31 @@ int TaskStore::recover_expired_workers(const std::string& own_worker_id, double 
     }
 }
 
+int TaskStore::recover_untracked_attempts(const std::string& own_worker_id,
+                                          std::set<TaskKey> running, double grace_seconds,
+                                          const RequeueDelay& requeue_delay) {
+    if ((m_journal && !m_journal->empty()) || !ensure_connected())
+        return 0;
+    // An ended attempt whose final write is still queued is not lost.
+    for (const DbWrite& w : m_queue) {
+        if (w.kind == "finish")
+            running.insert(TaskKey{w.args.value("task_id", ""), w.args.value("attempt", 0)});
+    }
+    try {
+        pqxx::work tx(*m_conn->db);
+        int n = recover_untracked(tx, own_worker_id, running,
+                                  std::chrono::seconds(static_cast<long>(grace_seconds)),
+                                  requeue_delay);
+        tx.commit();
+        if (n > 0)
+            log::warn("Untracked attempts of this supervisor resolved", {{"count", n}});
+        return n;
+    } catch (const std::exception& e) {
+        note_error("recover untracked attempts", e);
+        return 0;
+    }
+}
+
 std::vector<std::string> TaskStore::recover_previous_life(
     const WorkerInfo& worker, const std::map<TaskKey, CgroupStats>& evidence,
     const std::set<std::string>& retry_on, const RequeueDelay& requeue_delay) {

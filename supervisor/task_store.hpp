@@ -105,6 +105,14 @@ public:
                                                    const std::set<std::string>& retry_on,
                                                    const RequeueDelay& requeue_delay);
 
+    /// Resolves this supervisor's attempts that the database has in progress but
+    /// neither `running` nor a queued final write accounts for, once claimed more
+    /// than `grace` ago (pv::recover_untracked). Skipped while the journal holds
+    /// entries (their tasks are still in progress in the database). Logs and
+    /// returns 0 on database errors.
+    int recover_untracked_attempts(const std::string& own_worker_id, std::set<TaskKey> running,
+                                   double grace_seconds, const RequeueDelay& requeue_delay);
+
     /// True when the attempt's row is still open (ended_at NULL): some supervisor may
     /// still be running it. Throws on database errors.
     bool attempt_open(const std::string& task_id, int attempt);

@@ -3,6 +3,7 @@
 and the next supervisor (or the same one, once the database is back) must bring
 every task to a known state and leave nothing behind."""
 
+import json
 import signal
 import time
 
@@ -131,6 +132,32 @@ def test_peer_recovers_tasks_of_a_dead_supervisor_after_lease(pv):
     assert peer.stop() == 0, peer.tail()
     # The dead instance's cgroups go when that instance starts again.
     pv.run(timeout=60)
+    pv.assert_clean()
+
+
+def test_a_claim_its_live_supervisor_lost_track_of_is_resolved_and_retried(pv):
+    sup = pv.start()
+    worker = wait_until(
+        lambda: pv.sql("SELECT id::text AS id, host FROM workers"
+                       " WHERE pid = %s AND stopped_at IS NULL", (sup.pid,)),
+        10, what="the supervisor's workers row")[0]
+    # A claim of this supervisor that no child runs (as if its start had been cut
+    # short), made ten minutes ago, with no attempt row yet.
+    tid = pv.sql(
+        "INSERT INTO tasks (request, max_attempts, status, attempts, worker_id, started_at,"
+        " updated_at) VALUES (%s, 2, 'inprogress', 1, %s::uuid, now() - interval '10 minutes',"
+        " now() - interval '10 minutes') RETURNING id::text AS id",
+        (json.dumps({"fault": "succeed", "marker": pv.marker}), worker["id"]))[0]["id"]
+
+    # The supervisor's sweep (every poll) resolves it as lost and runs it again.
+    task = pv.wait_status(tid, TERMINAL, timeout=30)
+    assert task["status"] == "completed", task
+    assert task["attempts"] == 2, task
+    attempts = pv.attempts(tid)
+    assert [a["outcome"] for a in attempts] == ["worker_lost", "completed"], attempts
+    assert attempts[0]["error"] == (
+        f"supervisor {worker['host']}/{sup.pid} lost track of the attempt")
+    assert sup.stop() == 0, sup.tail()
     pv.assert_clean()
 
 
