@@ -373,18 +373,11 @@ int TaskStore::recover_expired_workers(const std::string& own_worker_id, double 
     // give the others one lease to reconnect and heartbeat before judging them.
     if (monotonic_seconds() - m_reconnected_at < lease_seconds)
         return 0;
-    try {
-        pqxx::work tx(*m_conn->db);
-        int n = recover_expired(tx, std::chrono::seconds(static_cast<long>(lease_seconds)),
-                                own_worker_id, requeue_delay);
-        tx.commit();
-        if (n > 0)
-            log::warn("Tasks of lost supervisors recovered", {{"count", n}});
-        return n;
-    } catch (const std::exception& e) {
-        note_error("recover expired workers", e);
-        return 0;
-    }
+    return run_recovery(
+        "recover expired workers", "Tasks of lost supervisors recovered", [&](pqxx::work& tx) {
+            return recover_expired(tx, std::chrono::seconds(static_cast<long>(lease_seconds)),
+                                   own_worker_id, requeue_delay);
+        });
 }
 
 int TaskStore::recover_untracked_attempts(const std::string& own_worker_id,
@@ -397,17 +390,26 @@ int TaskStore::recover_untracked_attempts(const std::string& own_worker_id,
         if (w.kind == "finish")
             running.insert(TaskKey{w.args.value("task_id", ""), w.args.value("attempt", 0)});
     }
+    return run_recovery("recover untracked attempts",
+                        "Untracked attempts of this supervisor resolved", [&](pqxx::work& tx) {
+                            return recover_untracked(
+                                tx, own_worker_id, running,
+                                std::chrono::seconds(static_cast<long>(grace_seconds)),
+                                requeue_delay);
+                        });
+}
+
+int TaskStore::run_recovery(const char* what, const char* done,
+                            const std::function<int(pqxx::work&)>& recover) {
     try {
         pqxx::work tx(*m_conn->db);
-        int n = recover_untracked(tx, own_worker_id, running,
-                                  std::chrono::seconds(static_cast<long>(grace_seconds)),
-                                  requeue_delay);
+        int n = recover(tx);
         tx.commit();
         if (n > 0)
-            log::warn("Untracked attempts of this supervisor resolved", {{"count", n}});
+            log::warn(done, {{"count", n}});
         return n;
     } catch (const std::exception& e) {
-        note_error("recover untracked attempts", e);
+        note_error(what, e);
         return 0;
     }
 }

@@ -142,6 +142,11 @@ public:
     std::function<void(int, int)> on_socket_change;
 
 private:
+    /// Runs one recovery in its own transaction; logs `done` with the count when
+    /// it resolved anything, and on errors logs `what` and returns 0.
+    int run_recovery(const char* what, const char* done,
+                     const std::function<int(pqxx::work&)>& recover);
+
     struct Conn;
     void disconnect() noexcept;
     /// Applies every due write in one transaction (one statement when there is
