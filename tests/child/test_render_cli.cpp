@@ -266,23 +266,22 @@ TEST_CASE("an invalid request exits 2 with an invalid_request event, before any 
 
     // Refused before any work: an unknown colour (drawtext would fail on it)
     // and a relative path (the fetcher would).
+    auto refused = [&](const json& request) {
+        auto r = run_renderer(
+            {"--request", write_request(dir.path(), request), "--output", "/tmp/x.mp4"}, {}, true);
+        CHECK(r.exit_code == 2);
+        REQUIRE(r.error());
+        CHECK(r.error()->error_type == "invalid_request");
+        return r;
+    };
     body = two_image_request("/x/a.jpg", "/x/b.jpg");
     body["scenes"][0]["text"]["color"] = "notacolor";
-    run = run_renderer({"--request", write_request(dir.path(), body), "--output", "/tmp/x.mp4"},
-                       {}, true);
-    CHECK(run.exit_code == 2);
-    REQUIRE(run.error());
-    CHECK(run.error()->error_type == "invalid_request");
+    run = refused(body);
     CHECK(run.error()->message ==
           "scenes[0].text.color: must be a colour name, #RRGGBB or 0xRRGGBB (optionally with "
           "@alpha), got \"notacolor\"");
     CHECK(run.err.find("Cannot find color") == std::string::npos);
-    body = two_image_request("/x/a.jpg", "b.jpg");
-    run = run_renderer({"--request", write_request(dir.path(), body), "--output", "/tmp/x.mp4"},
-                       {}, true);
-    CHECK(run.exit_code == 2);
-    REQUIRE(run.error());
-    CHECK(run.error()->error_type == "invalid_request");
+    run = refused(two_image_request("/x/a.jpg", "b.jpg"));
     CHECK(run.error()->message ==
           "scenes[1].image: must be an absolute path or an http, https or file URL, got \"b.jpg\"");
 }
