@@ -295,23 +295,11 @@ WorkerStoppedRecord worker_stopped_from_json(const json& entry) {
 
 namespace {
 
-std::vector<const char*> c_args(const std::vector<Text>& texts) {
-    std::vector<const char*> out;
-    out.reserve(texts.size());
-    for (const Text& t : texts) out.push_back(arg(t));
-    return out;
-}
-
 // One statement, so that a write costs one round trip.
 ApplyResult apply_finish_once(pqxx::transaction_base& tx, const FinishRecord& r) {
-    static const std::string kSql = std::string(finish_attempt_ctes()) + " " + kFinishAnswer;
-    std::vector<Text> params = finish_attempt_params(r);
-    auto res = sql::exec_prepared(tx, "pv_finish_attempt", kSql,
-                                  pqxx::prepare::make_dynamic_params(c_args(params)));
-    ApplyResult out;
-    out.task_row = res[0][0].as<bool>();
-    out.attempt_row = res[0][1].as<bool>();
-    return out;
+    static const std::string kSql = std::string(finish_attempts_ctes()) + " SELECT answer FROM f";
+    auto res = sql::exec_prepared(tx, "pv_finish_attempt", kSql, finish_attempts_param({r}));
+    return parse_finish_answer(res[0][0].as<std::string>()).at(0);
 }
 
 }  // namespace
@@ -320,66 +308,124 @@ ApplyResult apply_finish_once(pqxx::transaction_base& tx, const FinishRecord& r)
 // moved on may still close its own attempt row if nobody else did (ended_at IS
 // NULL), but only the owner creates a missing attempt row (host from the workers
 // row), so every death has a row. An existing, already closed row is left alone.
-const char* finish_attempt_ctes() {
-    return "WITH t AS ("
-           "  UPDATE tasks SET status = $4::text, error = $5, error_type = $6,"
-           "   result = $7::jsonb,"
-           "   progress = CASE $4::text WHEN 'completed' THEN 100 WHEN 'pending' THEN 0"
-           "              ELSE progress END,"
-           "   stage = CASE WHEN $4::text = 'pending' THEN NULL ELSE stage END,"
-           "   worker_id = CASE WHEN $4::text = 'pending' THEN NULL ELSE worker_id END,"
-           "   not_before = CASE WHEN $4::text = 'pending' THEN $8::timestamptz"
-           "                ELSE not_before END,"
-           "   finished_at = CASE WHEN $4::text = 'pending' THEN NULL"
-           "                 ELSE $9::timestamptz END,"
+const char* finish_attempts_ctes() {
+    // r: one row per record, from $1, a JSON array of finish_values() arrays.
+    return "WITH r AS ("
+           "  SELECT x.n, (x.e->>0)::uuid AS task_id, (x.e->>1)::integer AS attempt,"
+           "   (x.e->>2)::uuid AS worker_id, x.e->>3 AS status, x.e->>4 AS error,"
+           "   x.e->>5 AS error_type, (x.e->>6)::jsonb AS result,"
+           "   (x.e->>7)::timestamptz AS not_before, (x.e->>8)::timestamptz AS ended_at,"
+           "   (x.e->>9)::integer AS pid, (x.e->>10)::integer AS exit_code,"
+           "   (x.e->>11)::integer AS signal, (x.e->>12)::boolean AS core_dumped,"
+           "   (x.e->>13)::integer AS oom_kills, (x.e->>14)::bigint AS peak_memory_bytes,"
+           "   (x.e->>15)::float8 AS cpu_user_seconds, (x.e->>16)::float8 AS cpu_sys_seconds,"
+           "   (x.e->>17)::float8 AS wall_seconds, x.e->>18 AS outcome, x.e->>19 AS stderr_tail"
+           "  FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS x(e, n)),"
+           " t AS ("
+           "  UPDATE tasks SET status = r.status, error = r.error, error_type = r.error_type,"
+           "   result = r.result,"
+           "   progress = CASE r.status WHEN 'completed' THEN 100 WHEN 'pending' THEN 0"
+           "              ELSE tasks.progress END,"
+           "   stage = CASE WHEN r.status = 'pending' THEN NULL ELSE tasks.stage END,"
+           "   worker_id = CASE WHEN r.status = 'pending' THEN NULL ELSE tasks.worker_id END,"
+           "   not_before = CASE WHEN r.status = 'pending' THEN r.not_before"
+           "                ELSE tasks.not_before END,"
+           "   finished_at = CASE WHEN r.status = 'pending' THEN NULL ELSE r.ended_at END,"
            "   updated_at = now()"
-           "  WHERE id = $1::uuid AND attempts = $2::integer AND status = 'inprogress'"
-           "   AND worker_id = $3::uuid"
-           "  RETURNING started_at),"
+           "  FROM r WHERE tasks.id = r.task_id AND tasks.attempts = r.attempt"
+           "   AND tasks.status = 'inprogress' AND tasks.worker_id = r.worker_id"
+           "  RETURNING r.n, tasks.started_at),"
            " a AS ("
-           "  UPDATE task_attempts SET"
-           "   ended_at = $9::timestamptz, pid = COALESCE($10::integer, pid),"
-           "   exit_code = $11::integer, signal = $12::integer, core_dumped = $13::boolean,"
-           "   oom_kills = $14::integer, peak_memory_bytes = $15::bigint,"
-           "   cpu_user_seconds = $16::float8, cpu_sys_seconds = $17::float8,"
-           "   wall_seconds = $18::float8, outcome = $19, error = $5, stderr_tail = $20"
-           "  WHERE task_id = $1::uuid AND attempt = $2::integer AND worker_id = $3::uuid"
-           "   AND ended_at IS NULL"
-           "  RETURNING 1),"
+           "  UPDATE task_attempts ta SET"
+           "   ended_at = r.ended_at, pid = COALESCE(r.pid, ta.pid), exit_code = r.exit_code,"
+           "   signal = r.signal, core_dumped = r.core_dumped, oom_kills = r.oom_kills,"
+           "   peak_memory_bytes = r.peak_memory_bytes, cpu_user_seconds = r.cpu_user_seconds,"
+           "   cpu_sys_seconds = r.cpu_sys_seconds, wall_seconds = r.wall_seconds,"
+           "   outcome = r.outcome, error = r.error, stderr_tail = r.stderr_tail"
+           "  FROM r WHERE ta.task_id = r.task_id AND ta.attempt = r.attempt"
+           "   AND ta.worker_id = r.worker_id AND ta.ended_at IS NULL"
+           "  RETURNING r.n),"
            " i AS ("
            "  INSERT INTO task_attempts (task_id, attempt, worker_id, host, pid, started_at,"
            "   ended_at, exit_code, signal, core_dumped, oom_kills, peak_memory_bytes,"
            "   cpu_user_seconds, cpu_sys_seconds, wall_seconds, outcome, error, stderr_tail)"
-           "  SELECT $1::uuid, $2::integer, w.id, w.host, $10::integer,"
-           "   COALESCE(t.started_at, $9::timestamptz), $9::timestamptz, $11::integer,"
-           "   $12::integer, $13::boolean, $14::integer, $15::bigint, $16::float8,"
-           "   $17::float8, $18::float8, $19, $5, $20"
-           "  FROM workers w, t WHERE w.id = $3::uuid AND NOT EXISTS (SELECT 1 FROM a)"
+           "  SELECT r.task_id, r.attempt, w.id, w.host, r.pid,"
+           "   COALESCE(t.started_at, r.ended_at), r.ended_at, r.exit_code, r.signal,"
+           "   r.core_dumped, r.oom_kills, r.peak_memory_bytes, r.cpu_user_seconds,"
+           "   r.cpu_sys_seconds, r.wall_seconds, r.outcome, r.error, r.stderr_tail"
+           "  FROM r JOIN t ON t.n = r.n JOIN workers w ON w.id = r.worker_id"
+           "  WHERE NOT EXISTS (SELECT 1 FROM a WHERE a.n = r.n)"
            "  ON CONFLICT (task_id, attempt) DO NOTHING"
-           "  RETURNING 1)";
+           "  RETURNING task_id, attempt),"
+           " f AS ("
+           "  SELECT COALESCE(jsonb_agg(jsonb_build_array("
+           "   EXISTS (SELECT 1 FROM t WHERE t.n = r.n),"
+           "   EXISTS (SELECT 1 FROM a WHERE a.n = r.n) OR EXISTS (SELECT 1 FROM i"
+           "    WHERE i.task_id = r.task_id AND i.attempt = r.attempt)) ORDER BY r.n),"
+           "   '[]'::jsonb)::text AS answer FROM r)";
 }
 
-std::vector<Text> finish_attempt_params(const FinishRecord& r) {
-    return {r.task_id,
-            pqxx::to_string(r.attempt),
-            r.worker_id,
-            std::string(to_status_word(r.status)),
-            text_of(r.error),
-            text_of(r.error_type),
-            text_of(r.result),
-            to_iso8601(r.not_before.value_or(r.ended_at)),
-            to_iso8601(r.ended_at),
-            text_of(r.pid),
-            text_of(r.exit_code),
-            text_of(r.signal),
-            pqxx::to_string(r.core_dumped),
-            pqxx::to_string(r.oom_kills),
-            text_of(r.peak_memory_bytes),
-            text_of(r.cpu_user_seconds),
-            text_of(r.cpu_sys_seconds),
-            text_of(r.wall_seconds),
-            text_of(r.outcome),
-            text_of(r.stderr_tail)};
+namespace {
+
+// The record's values in the order finish_attempts_ctes() reads them, as JSON
+// strings (or null). jsonb refuses NUL characters and bytes that are not UTF-8
+// do not survive the JSON text, so both are stored as U+FFFD (a child's stderr
+// may hold anything). A NUL escaped inside the result's own JSON text is still
+// refused when that text is cast to jsonb: apply_finish trims the payload then.
+json finish_values(const FinishRecord& r) {
+    auto value = [](const Text& t) {
+        if (!t)
+            return json();
+        std::string s;
+        s.reserve(t->size());
+        for (char c : *t) {
+            if (c == '\0') {
+                s += "\xEF\xBF\xBD";
+            } else {
+                s += c;
+            }
+        }
+        return json(std::move(s));
+    };
+    return json::array({r.task_id,
+                        r.attempt,
+                        r.worker_id,
+                        std::string(to_status_word(r.status)),
+                        value(text_of(r.error)),
+                        value(text_of(r.error_type)),
+                        value(text_of(r.result)),
+                        to_iso8601(r.not_before.value_or(r.ended_at)),
+                        to_iso8601(r.ended_at),
+                        value(text_of(r.pid)),
+                        value(text_of(r.exit_code)),
+                        value(text_of(r.signal)),
+                        r.core_dumped,
+                        r.oom_kills,
+                        value(text_of(r.peak_memory_bytes)),
+                        value(text_of(r.cpu_user_seconds)),
+                        value(text_of(r.cpu_sys_seconds)),
+                        value(text_of(r.wall_seconds)),
+                        value(text_of(r.outcome)),
+                        value(text_of(r.stderr_tail))});
+}
+
+}  // namespace
+
+std::string finish_attempts_param(const std::vector<FinishRecord>& records) {
+    json all = json::array();
+    for (const FinishRecord& r : records) all.push_back(finish_values(r));
+    return all.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::vector<ApplyResult> parse_finish_answer(const std::string& answer) {
+    std::vector<ApplyResult> out;
+    for (const json& pair : json::parse(answer)) {
+        ApplyResult a;
+        a.task_row = pair.at(0).get<bool>();
+        a.attempt_row = pair.at(1).get<bool>();
+        out.push_back(a);
+    }
+    return out;
 }
 
 ApplyResult apply_finish(pqxx::work& tx, const FinishRecord& r) {

@@ -136,14 +136,16 @@ struct ApplyResult {
 /// Throws pqxx exceptions; does not commit.
 ApplyResult apply_finish(pqxx::work& tx, const FinishRecord& rec);
 
-/// The finish as parts of a statement, for a caller that runs more in it (the
-/// claim that follows): "WITH t AS (...), a AS (...), i AS (...)" over the 20
-/// parameters of finish_attempt_params(), and kFinishAnswer, which selects
-/// (task row written, attempt row written) as ApplyResult reads them.
-const char* finish_attempt_ctes();
-inline constexpr const char* kFinishAnswer =
-    "SELECT EXISTS (SELECT 1 FROM t), EXISTS (SELECT 1 FROM a) OR EXISTS (SELECT 1 FROM i)";
-std::vector<sql::Text> finish_attempt_params(const FinishRecord& rec);
+/// The finish of several attempts as parts of one statement, for a caller that
+/// runs more in it (the claim that follows): "WITH r AS (...), t AS (...),
+/// a AS (...), i AS (...), f AS (...)" over one parameter, the records as
+/// finish_attempts_param() writes them; f's one column `answer` is read by
+/// parse_finish_answer(). Each record is fenced exactly as apply_finish says, and
+/// at most one record per attempt may be in a statement.
+const char* finish_attempts_ctes();
+std::string finish_attempts_param(const std::vector<FinishRecord>& records);
+/// One ApplyResult per record, in the records' order.
+std::vector<ApplyResult> parse_finish_answer(const std::string& answer);
 
 /// Sets progress and stage, fenced like apply_finish and only ever forward
 /// (AND progress <= new value), so an old report never overwrites a newer one.

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "task_store.hpp"
 
+#include <fmt/format.h>
 #include <pqxx/pqxx>
 
 #include <algorithm>
@@ -32,7 +33,7 @@ private:
 // The claim's CTEs (picked, claimed, opened) over four parameters numbered from
 // `first`: slots, worker id, host, cgroup mode.
 std::string claim_ctes(int first) {
-    auto p = [first](int k) { return "$" + std::to_string(first + k); };
+    auto p = [first](int k) { return fmt::format("${}", first + k); };
     return "picked AS ("
            "  SELECT id FROM tasks"
            "  WHERE status = 'pending' AND not_before <= now() AND NOT cancel_requested"
@@ -239,68 +240,66 @@ std::vector<TaskInfo> TaskStore::claim(int slots, const WorkerInfo& worker,
 
 std::vector<TaskInfo> TaskStore::flush_and_claim(int slots, const WorkerInfo& worker,
                                                  double default_timeout) {
-    std::optional<DbWrite> held = take_finish_for_claim(slots);
+    std::vector<DbWrite> held = take_finishes_for_claim(slots);
     flush();
-    if (!held)
+    if (held.empty())
         return claim(slots, worker, default_timeout);
     bool failing = std::any_of(m_queue.begin(), m_queue.end(),
                                [](const DbWrite& w) { return w.failures > 0; });
     std::vector<TaskInfo> tasks;
     if (!failing && ensure_connected()) {
         try {
-            // The finish's CTEs and the claim's in one autocommitted statement: one
-            // round trip, and the finish is committed with (never after) the claim.
+            // The finishes' CTEs and the claim's in one autocommitted statement: one
+            // round trip, and the finishes are committed with (never after) the claim.
             pqxx::nontransaction tx(*m_conn->db);
-            static const std::string kSql =
-                std::string(finish_attempt_ctes()) + ", " + claim_ctes(21) +
-                " SELECT f.*, c.id::text, c.attempts, c.max_attempts, c.timeout_seconds,"
-                " c.request::text FROM (" +
-                kFinishAnswer + ") f LEFT JOIN claimed c ON true ORDER BY c.created_at";
-            FinishRecord rec = finish_from_json(to_json(*held));
-            std::vector<sql::Text> params = finish_attempt_params(rec);
-            for (const std::string& p :
-                 {std::to_string(slots), worker.id, worker.host, worker.cgroup_mode}) {
-                params.emplace_back(p);
-            }
-            std::vector<const char*> args;
-            for (const sql::Text& p : params) args.push_back(sql::arg(p));
-            auto rows = sql::exec_prepared(tx, "pv_finish_claim", kSql,
-                                           pqxx::prepare::make_dynamic_params(args));
-            ApplyResult applied;
-            applied.task_row = rows[0][0].as<bool>();
-            applied.attempt_row = rows[0][1].as<bool>();
-            report_applied(*held, applied);
+            static const std::string kSql = std::string(finish_attempts_ctes()) + ", " +
+                                            claim_ctes(2) + " SELECT f.answer, " +
+                                            "c.id::text, c.attempts, c.max_attempts," +
+                                            " c.timeout_seconds, c.request::text FROM f" +
+                                            " LEFT JOIN claimed c ON true ORDER BY c.created_at";
+            std::vector<FinishRecord> records;
+            for (const DbWrite& w : held) records.push_back(finish_from_json(to_json(w)));
+            auto rows =
+                sql::exec_prepared(tx, "pv_finish_claim", kSql, finish_attempts_param(records),
+                                   slots, worker.id, worker.host, worker.cgroup_mode);
+            std::vector<ApplyResult> applied = parse_finish_answer(rows[0][0].as<std::string>());
+            for (std::size_t k = 0; k < held.size() && k < applied.size(); ++k)
+                report_applied(held[k], applied[k]);
             for (const auto& row : rows) {
-                if (!row[2].is_null())
-                    tasks.push_back(task_from_row(row, 2, default_timeout));
+                if (!row[1].is_null())
+                    tasks.push_back(task_from_row(row, 1, default_timeout));
             }
             return tasks;
         } catch (const std::exception& e) {
-            log::debug("Finish with the claim failed, writing it on its own",
-                       {{"task_id", held->args.value("task_id", "")}, {"error_message", e.what()}});
+            log::debug("Finishes with the claim failed, writing them on their own",
+                       {{"writes", held.size()}, {"error_message", e.what()}});
         }
     }
-    // The finish takes the one-at-a-time path (retries, trimming, journal) first.
-    m_queue.push_front(std::move(*held));
+    // The finishes take the one-at-a-time path (retries, trimming, journal) first.
+    for (auto it = held.rbegin(); it != held.rend(); ++it) m_queue.push_front(std::move(*it));
     flush();
     return claim(slots, worker, default_timeout);
 }
 
-std::optional<DbWrite> TaskStore::take_finish_for_claim(int slots) {
+std::vector<DbWrite> TaskStore::take_finishes_for_claim(int slots) {
+    std::vector<DbWrite> held;
     if (slots <= 0 || (m_journal && !m_journal->empty()))
-        return std::nullopt;
+        return held;
     double now = monotonic_seconds();
-    auto last = m_queue.end();
-    for (auto it = m_queue.begin(); it != m_queue.end(); ++it) {
-        if (it->failures > 0)
-            return std::nullopt;
-        if (it->next_try <= now)
-            last = it;
+    for (const DbWrite& w : m_queue) {
+        if (w.failures > 0)
+            return held;
     }
-    if (last == m_queue.end() || last->kind != "finish")
-        return std::nullopt;
-    DbWrite held = std::move(*last);
-    m_queue.erase(last);
+    // Finishes of different attempts are independent of each other and of the
+    // other writes, which flush() applies just before.
+    for (auto it = m_queue.begin(); it != m_queue.end();) {
+        if (it->kind == "finish" && it->next_try <= now) {
+            held.push_back(std::move(*it));
+            it = m_queue.erase(it);
+        } else {
+            ++it;
+        }
+    }
     return held;
 }
 

@@ -74,9 +74,9 @@ public:
     /// attempt rows in the same transaction. Returns none on database errors (logged).
     std::vector<TaskInfo> claim(int slots, const WorkerInfo& worker, double default_timeout);
 
-    /// flush(), then claim(); the last due write, when it is a finish and nothing
-    /// failed before, goes in the claim's statement instead (one round trip for
-    /// both, committed together). Falls back to the two steps on any error.
+    /// flush(), then claim(); every due finish, when no write has failed, goes in
+    /// the claim's statement instead (one round trip for all, committed together).
+    /// Falls back to the two steps on any error.
     std::vector<TaskInfo> flush_and_claim(int slots, const WorkerInfo& worker,
                                           double default_timeout);
 
@@ -153,8 +153,8 @@ private:
     /// just one) and removes them from the queue; on any failure leaves the queue
     /// as it was for the one-at-a-time pass.
     void flush_batch(double now);
-    /// Takes the finish flush_and_claim() can send with its claim out of the queue.
-    std::optional<DbWrite> take_finish_for_claim(int slots);
+    /// Takes the finishes flush_and_claim() can send with its claim out of the queue.
+    std::vector<DbWrite> take_finishes_for_claim(int slots);
     void apply(const DbWrite& write);
     /// Runs one write's statement; `guarded` (the same transaction) puts a finish
     /// in a savepoint that trims a refused payload.

@@ -652,6 +652,50 @@ TEST_CASE("apply_finish records the death time and the final state") {
     }
 }
 
+TEST_CASE("several finishes go in one statement, each fenced on its own") {
+    auto conn = fresh();
+    std::string me = add_worker(*conn, "render-01", 111);
+    std::string other = add_worker(*conn, "render-02", 222);
+    std::string done = add_claimed_task(*conn, me);
+    std::string taken = add_claimed_task(*conn, other);  // not ours: fenced out
+    std::string rowless = add_claimed_task(*conn, me);
+    {
+        pqxx::work tx(*conn);
+        tx.exec_params0("DELETE FROM task_attempts WHERE task_id = $1::uuid", rowless);
+        tx.commit();
+    }
+    auto failed = finish_of(rowless, 1, me, pv::FinalStatus::Failed);
+    failed.stderr_tail = std::string("bad ") + '\0' + " byte " + '\xff' + " end";
+    std::vector<pv::FinishRecord> records = {finish_of(done, 1, me, pv::FinalStatus::Completed),
+                                             finish_of(taken, 1, me, pv::FinalStatus::Failed),
+                                             failed};
+    pqxx::work tx(*conn);
+    auto row = tx.exec_params1(std::string(pv::finish_attempts_ctes()) + " SELECT answer FROM f",
+                               pv::finish_attempts_param(records));
+    tx.commit();
+    auto answer = pv::parse_finish_answer(row[0].as<std::string>());
+    REQUIRE(answer.size() == 3);
+    CHECK(answer[0].task_row);
+    CHECK(answer[0].attempt_row);
+    CHECK_FALSE(answer[1].task_row);
+    CHECK_FALSE(answer[1].attempt_row);
+    CHECK(answer[2].task_row);
+    CHECK(answer[2].attempt_row);  // inserted for the rightful owner
+
+    CHECK(task_row(*conn, done).status == "completed");
+    CHECK(json::parse(*task_row(*conn, done).result) == json{{"output", "/out/a.mp4"}});
+    CHECK(task_row(*conn, taken).status == "inprogress");
+    CHECK(task_row(*conn, rowless).status == "failed");
+    auto a = attempt_row(*conn, rowless, 1);
+    REQUIRE(a);
+    CHECK(a->outcome == "exit_code");
+    pqxx::work read(*conn);
+    auto tail = read.exec_params1("SELECT stderr_tail FROM task_attempts WHERE task_id = $1::uuid",
+                                  rowless);
+    // A NUL and a byte that is not UTF-8 are kept as U+FFFD, not refused.
+    CHECK(tail[0].as<std::string>() == "bad \xEF\xBF\xBD byte \xEF\xBF\xBD end");
+}
+
 TEST_CASE("journal replay applies an entry once, however often it is replayed") {
     auto conn = fresh();
     TempDir dir;
