@@ -144,8 +144,16 @@ std::string read_request_text(const std::string& source) {
 
 pv::Request load_request(const Options& opt) {
     std::string text = read_request_text(opt.request);
-    auto body = nlohmann::json::parse(text, nullptr, false);
-    if (body.is_discarded()) {
+    nlohmann::json body;
+    try {
+        body = nlohmann::json::parse(text);
+    } catch (const nlohmann::json::parse_error& e) {
+        std::string why = text.empty() ? "request: empty (no request file content, no stdin)"
+                                       : fmt::format("request: not valid JSON at byte {}", e.byte);
+        throw Failure{std::string(pv::error_type::kInvalidRequest), why, false,
+                      kExitInvalidRequest};
+    } catch (const nlohmann::json::exception&) {
+        // A number beyond double, say.
         throw Failure{std::string(pv::error_type::kInvalidRequest), "request: not valid JSON",
                       false, kExitInvalidRequest};
     }
@@ -184,6 +192,12 @@ Destination choose_destination(const Options& opt, const pv::Request& req) {
                                                       : "";
     if (!opt.output.empty()) {
         d.path = std::filesystem::absolute(opt.output).string();
+        // Checked now, not after the render that would have nowhere to go.
+        std::string dir = std::filesystem::path(d.path).parent_path().string();
+        if (!std::filesystem::is_directory(dir)) {
+            throw Failure{std::string(pv::error_type::kIo),
+                          "--output: the directory " + dir + " does not exist"};
+        }
         return d;
     }
     if (auto s3 = pv::S3Config::from_env()) {
@@ -291,6 +305,9 @@ nlohmann::json run(const Options& opt, Progress& progress) {
     job.output_path = work.path() + "/render.tmp.mp4";
     job.poster_path = work.path() + "/poster.tmp.jpg";
     job.font_path = font;
+    const pv::RequestLimits limits = pv::limits_from_env();  // read once already
+    job.max_scene_seconds = limits.max_scene_duration;
+    job.max_total_seconds = limits.max_total_duration;
     job.on_progress = [&](double percent, const std::string& stage) {
         progress.in_range(kDownloadEnd, kRenderEnd, percent / 100.0, stage);
     };

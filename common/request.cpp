@@ -179,8 +179,10 @@ std::string source(const Fields& f, std::string_view key) {
         if (rest.substr(0, 9) == "localhost")
             rest.remove_prefix(9);
         if (scheme == "file" && (rest.empty() || rest.front() != '/')) {
-            f.fail(key, "file URL must name an absolute path on this host (file:///path), "
-                        "got " + excerpt(*s));
+            f.fail(key,
+                   "file URL must name an absolute path on this host (file:///path), "
+                   "got " +
+                       excerpt(*s));
         }
     } else if (s->front() != '/') {
         f.fail(key, "must be an absolute path or an http, https or file URL, got " + excerpt(*s));
@@ -463,8 +465,8 @@ Request parse_request(const nlohmann::json& body, const RequestLimits& limits) {
     if (scenes->empty())
         top.fail("scenes", "must contain at least one scene");
     if (scenes->size() > static_cast<std::size_t>(limits.max_scenes)) {
-        top.fail("scenes", fmt::format("must contain at most {} scenes, got {}", limits.max_scenes,
-                                       scenes->size()));
+        top.fail("scenes", fmt::format("must contain at most {} scene{}, got {}", limits.max_scenes,
+                                       limits.max_scenes == 1 ? "" : "s", scenes->size()));
     }
     bool global_narration = !req.narration_text.empty();
     for (std::size_t i = 0; i < scenes->size(); ++i) {

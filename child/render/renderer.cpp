@@ -8,12 +8,15 @@
 #include "audio_mix.hpp"
 #include "av_log_bridge.hpp"
 #include "av_ptr.hpp"
+#include "image_probe.hpp"
 #include "image_source.hpp"
 #include "muxer.hpp"
 #include "narration.hpp"
 #include "subtitles.hpp"
 #include "text_overlay.hpp"
 #include "video_source.hpp"
+
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <cmath>
@@ -234,6 +237,28 @@ void plan_durations(const RenderJob& job, Plan& plan) {
         start += plan.scenes[i].frames - plan.crossfade;
     }
     plan.total = start + plan.crossfade;
+}
+
+// Narration decides some scene lengths, so the request's limits are checked
+// again on the planned timeline.
+void check_planned_lengths(const RenderJob& job, const Plan& plan) {
+    for (std::size_t i = 0; i < plan.scenes.size(); ++i) {
+        double seconds = static_cast<double>(plan.scenes[i].frames) / plan.fps;
+        if (seconds > job.max_scene_seconds + 1e-9) {
+            throw RenderError(
+                "invalid_request",
+                fmt::format("scenes[{}]: with its narration the scene lasts {:.1f} s, "
+                            "more than the {:g} s allowed (MAX_SCENE_DURATION)",
+                            i, seconds, job.max_scene_seconds));
+        }
+    }
+    double total = static_cast<double>(plan.total) / plan.fps;
+    if (total > job.max_total_seconds + 1e-9) {
+        throw RenderError("invalid_request",
+                          fmt::format("scenes: with the narration the video lasts {:.1f} s, more "
+                                      "than the {:g} s allowed (MAX_TOTAL_DURATION)",
+                                      total, job.max_total_seconds));
+    }
 }
 
 // The soundtrack: narration at full level from each scene's start, music at
@@ -558,6 +583,15 @@ RenderResult render_impl(const RenderJob& job) {
 
     load_narration(job, plan, progress);
     plan_durations(job, plan);
+    check_planned_lengths(job, plan);
+    // A truncated or mislabelled photo fails now, not when its scene is reached.
+    for (std::size_t i = 0; i < req.scenes.size(); ++i) {
+        const std::string& image = job.files[i].image;
+        if (req.scenes[i].type == SceneType::Image && !image.empty()) {
+            as_asset(scene_label(i, "image", req.scenes[i].image, image),
+                     [&] { probe_image_header(image); });
+        }
+    }
 
     // Composition starts now, so the first photo is decoded while the music
     // is mixed and the encoder opened. Its errors surface from next(), after

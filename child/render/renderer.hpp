@@ -45,6 +45,10 @@ struct RenderJob {
     std::string font_path;          // resolved at startup (absolute)
     std::string x264_preset = "veryfast";
     int crf = 23;
+    /// Lengths the request's limits allow once narration has set the scene
+    /// lengths (validation can only check the durations written in it).
+    double max_scene_seconds = 120;
+    double max_total_seconds = 600;
     /// Called with (percent 0..100, stage) as work advances.
     std::function<void(double, const std::string&)> on_progress;
 };

@@ -253,7 +253,14 @@ TEST_CASE("an invalid request exits 2 with an invalid_request event, before any 
     run = run_renderer({"--request", dir.path() + "/bad.json", "--output", "/tmp/x.mp4"}, {}, true);
     CHECK(run.exit_code == 2);
     REQUIRE(run.error());
-    CHECK(run.error()->message == "request: not valid JSON");
+    CHECK(run.error()->message == "request: not valid JSON at byte 3");  // the "o" of "not"
+
+    std::ofstream(dir.path() + "/empty.json").flush();
+    run =
+        run_renderer({"--request", dir.path() + "/empty.json", "--output", "/tmp/x.mp4"}, {}, true);
+    CHECK(run.exit_code == 2);
+    REQUIRE(run.error());
+    CHECK(run.error()->message == "request: empty (no request file content, no stdin)");
 
     // A number beyond double is refused as invalid JSON, not as an internal error.
     std::ofstream(dir.path() + "/big.json")
@@ -354,6 +361,22 @@ TEST_CASE("no output destination is an internal error before any download") {
     CHECK(run.error()->error_type == "internal");
     CHECK(run.error()->message ==
           "no output destination: pass --output, or set OUTPUT_DIR or the S3_* variables");
+}
+
+TEST_CASE("an --output in a directory that does not exist fails before any download") {
+    TestServer server;
+    TempDir dir;
+    std::string url = server.url("/media/images/Aqua.jpg");
+    std::string req = write_request(dir.path(), two_image_request(url, url));
+    std::string out = dir.path() + "/missing/o.mp4";
+    auto run = run_renderer({"--request", req, "--output", out},
+                            {{"FETCH_ALLOW_HOSTS", "127.0.0.1"}}, true);
+    CHECK(run.exit_code == 1);
+    REQUIRE(run.error());
+    CHECK(run.error()->error_type == "io");
+    CHECK(run.error()->message ==
+          "--output: the directory " + dir.path() + "/missing does not exist");
+    CHECK(run.progress_count() == 0);  // not even the download began
 }
 
 TEST_CASE("a JPEG truncated without a Content-Length fails in the renderer, naming the asset") {

@@ -83,7 +83,7 @@ TEST_CASE("too many scenes") {
     auto body = valid();
     pv::RequestLimits limits;
     limits.max_scenes = 1;
-    CHECK(error_of(body, limits) == "scenes: must contain at most 1 scenes, got 2");
+    CHECK(error_of(body, limits) == "scenes: must contain at most 1 scene, got 2");
 }
 
 TEST_CASE("scene type") {

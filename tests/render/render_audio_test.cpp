@@ -11,6 +11,7 @@
 
 using pvtest::image_job;
 using pvtest::media;
+using pvtest::render_error;
 using pvtest::TempDir;
 
 namespace {
@@ -68,6 +69,32 @@ TEST_CASE("the music bed keeps its level when the narration ends (no amix renorm
     float peak = 0;
     for (float v : s) peak = std::max(peak, std::abs(v));
     CHECK(db(peak) <= -0.1 + 0.05);  // AAC may overshoot the limiter a hair
+}
+
+TEST_CASE("the length limits apply to scenes that narration made longer") {
+    TempDir dir;
+    pv::RenderJob job =
+        image_job(dir, {media("images/LadyBird.jpg"), media("images/Storm.jpg")}, 270, 480, 2.0);
+    job.request.scenes[0].narration_text =
+        "This narration is far longer than the two seconds the scene asked for, on purpose.";
+    SUBCASE("the whole video") {
+        job.max_total_seconds = 5;
+        pv::RenderError e = render_error(job);
+        CHECK(e.error_type() == "invalid_request");
+        CHECK(std::string(e.what()).rfind("scenes: with the narration the video lasts ", 0) == 0);
+        CHECK(std::string(e.what()).find("more than the 5 s allowed (MAX_TOTAL_DURATION)") !=
+              std::string::npos);
+    }
+    SUBCASE("one scene") {
+        job.max_scene_seconds = 3;
+        pv::RenderError e = render_error(job);
+        CHECK(e.error_type() == "invalid_request");
+        CHECK(std::string(e.what()).rfind("scenes[0]: with its narration the scene lasts ", 0) ==
+              0);
+        CHECK(std::string(e.what()).find("more than the 3 s allowed (MAX_SCENE_DURATION)") !=
+              std::string::npos);
+    }
+    CHECK_FALSE(std::filesystem::exists(job.output_path));
 }
 
 TEST_CASE("a narration_text scene lasts its speech plus 1.5 s") {

@@ -257,6 +257,16 @@ std::vector<float> audio_samples(const std::string& path) {
     return pv::decode_audio(path).samples;
 }
 
+pv::RenderError render_error(const pv::RenderJob& job) {
+    try {
+        pv::render(job);
+    } catch (const pv::RenderError& e) {
+        return e;
+    }
+    FAIL("render did not fail");
+    return pv::RenderError("", "");
+}
+
 long rss_kb() {
     std::ifstream in("/proc/self/status");
     std::string key;

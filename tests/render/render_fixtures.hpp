@@ -89,4 +89,7 @@ std::vector<float> audio_samples(const std::string& path);
 /// Resident set size of this process, in kB.
 long rss_kb();
 
+/// The RenderError `job` fails with (a test failure when it renders).
+pv::RenderError render_error(const pv::RenderJob& job);
+
 }  // namespace pvtest

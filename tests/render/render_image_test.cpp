@@ -16,6 +16,7 @@
 
 using pvtest::image_job;
 using pvtest::media;
+using pvtest::render_error;
 using pvtest::TempDir;
 
 namespace {
@@ -48,16 +49,6 @@ bool is_red(const std::uint8_t* p) {
 }
 bool is_green(const std::uint8_t* p) {
     return p[1] > 80 && p[0] < 50 && p[2] < 50;
-}
-
-pv::RenderError render_error(const pv::RenderJob& job) {
-    try {
-        pv::render(job);
-    } catch (const pv::RenderError& e) {
-        return e;
-    }
-    FAIL("render did not fail");
-    return pv::RenderError("", "");
 }
 
 }  // namespace
@@ -152,9 +143,13 @@ TEST_CASE("a truncated JPEG fails as an asset error naming the file") {
         out.write(data.data(), static_cast<std::streamsize>(data.size() / 2));
     }
     pv::RenderJob job = image_job(dir, {media("images/Aqua.jpg"), cut}, 270, 480, 1.0);
+    bool rendering = false;
+    job.on_progress = [&](double, const std::string& stage) { rendering |= stage == "render"; };
     pv::RenderError e = render_error(job);
     CHECK(e.error_type() == "asset");
     CHECK(std::string(e.what()).rfind("scenes[1].image (Storm.jpg): truncated JPEG", 0) == 0);
+    // Found before the first frame, not when the second scene comes up.
+    CHECK_FALSE(rendering);
     CHECK_FALSE(std::filesystem::exists(job.output_path));
 }
 
