@@ -13,7 +13,7 @@ packages=(
     libpqxx-dev libpq-dev libfmt-dev libspdlog-dev nlohmann-json3-dev doctest-dev libcli11-dev
     libavformat-dev libavcodec-dev libavfilter-dev libswscale-dev libswresample-dev
     libavutil-dev libcurl4-openssl-dev libssl-dev libespeak-ng-dev espeak-ng-data
-    fonts-dejavu-core
+    libfontconfig-dev fonts-dejavu-core fonts-wqy-microhei
     # database, tests, demo
     postgresql python3 python3-pytest python3-psycopg2 ffmpeg procps
 )

@@ -96,8 +96,8 @@ std::vector<TextItem> caption_items(const std::vector<CaptionLine>& lines, int w
         TextItem item;
         item.text = line.text;
         int size = static_cast<int>(std::lround(base_fontsize * scale));
-        // Shrink a line that would not fit the caption box (0.62 em per glyph).
-        double est = 0.62 * size * static_cast<double>(utf8_chars(line.text));
+        // Shrink a line that would not fit the caption box.
+        double est = size * text_width_em(line.text);
         if (est > box_w)
             size = static_cast<int>(size * box_w / est);
         item.fontsize = std::max(6, size);

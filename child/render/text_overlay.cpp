@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "text_overlay.hpp"
 
+#include "font_fallback.hpp"
+
 extern "C" {
 #include <libavfilter/buffersink.h>
 #include <libavfilter/buffersrc.h>
@@ -36,29 +38,95 @@ std::string number(double v) {
 
 }  // namespace
 
-std::size_t utf8_chars(const std::string& s) {
-    std::size_t n = 0;
-    for (unsigned char c : s) n += (c & 0xC0) != 0x80;
-    return n;
+namespace {
+
+constexpr double kNarrowEm = 0.62;  // average advance of the bold sans font
+constexpr double kWideEm = 1.0;     // CJK ideographs, kana, hangul, full-width forms
+
+// The code point at `i` (advanced past it); a byte that does not start valid
+// UTF-8 counts as one character of its own.
+char32_t next_code_point(const std::string& s, std::size_t& i) {
+    const auto b0 = static_cast<unsigned char>(s[i]);
+    int n = b0 < 0x80 ? 1 : (b0 >> 5) == 0x6 ? 2 : (b0 >> 4) == 0xE ? 3 : (b0 >> 3) == 0x1E ? 4 : 0;
+    if (n == 0 || i + static_cast<std::size_t>(n) > s.size()) {
+        ++i;
+        return b0;
+    }
+    char32_t c = n == 1 ? b0 : b0 & (0x7F >> n);
+    for (int k = 1; k < n; ++k) c = (c << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
+    i += static_cast<std::size_t>(n);
+    return c;
+}
+
+// East Asian wide characters (the main blocks of Unicode's East_Asian_Width W/F).
+bool is_wide(char32_t c) {
+    return (c >= 0x1100 && c <= 0x115F) || (c >= 0x2E80 && c <= 0xA4CF) ||
+           (c >= 0xAC00 && c <= 0xD7A3) || (c >= 0xF900 && c <= 0xFAFF) ||
+           (c >= 0xFE30 && c <= 0xFE4F) || (c >= 0xFF00 && c <= 0xFF60) ||
+           (c >= 0xFFE0 && c <= 0xFFE6) || (c >= 0x20000 && c <= 0x3FFFD);
+}
+
+}  // namespace
+
+double text_width_em(const std::string& s) {
+    double em = 0;
+    for (std::size_t i = 0; i < s.size();)
+        em += is_wide(next_code_point(s, i)) ? kWideEm : kNarrowEm;
+    return em;
 }
 
 std::vector<std::string> wrap_text(const std::string& text, int fontsize, int max_width) {
-    const std::size_t max_chars =
-        std::max<std::size_t>(1, static_cast<std::size_t>(max_width / (0.62 * fontsize)));
+    const double max_em = static_cast<double>(max_width) / std::max(1, fontsize);
     std::vector<std::string> lines;
     std::istringstream paragraphs(text);
     std::string paragraph;
     while (std::getline(paragraphs, paragraph, '\n')) {
-        std::istringstream words(paragraph);
-        std::string word;
         std::string line;
-        while (words >> word) {
-            if (!line.empty() && utf8_chars(line) + 1 + utf8_chars(word) > max_chars) {
+        double line_em = 0;
+        // Places a token (a run of narrow characters, or one wide character:
+        // Chinese and Japanese break between characters, not at spaces);
+        // `spaced` when a space separates it from what comes before.
+        auto place = [&](const std::string& token, bool spaced) {
+            const double token_em = text_width_em(token);
+            const double gap = line.empty() || !spaced ? 0.0 : kNarrowEm;
+            if (!line.empty() && line_em + gap + token_em > max_em) {
                 lines.push_back(line);
                 line.clear();
+                line_em = 0;
+            } else if (!line.empty() && spaced) {
+                line += ' ';
+                line_em += kNarrowEm;
             }
-            line += (line.empty() ? "" : " ") + word;
+            line += token;
+            line_em += token_em;
+        };
+        std::string token;
+        bool token_spaced = false;
+        bool space_pending = false;
+        for (std::size_t i = 0; i < paragraph.size();) {
+            const std::size_t start = i;
+            const char32_t c = next_code_point(paragraph, i);
+            const std::string bytes = paragraph.substr(start, i - start);
+            if (c == U' ' || c == U'\t' || is_wide(c)) {
+                if (!token.empty())
+                    place(token, token_spaced);
+                token.clear();
+                if (c == U' ' || c == U'\t') {
+                    space_pending = true;
+                } else {
+                    place(bytes, space_pending);
+                    space_pending = false;
+                }
+            } else {
+                if (token.empty()) {
+                    token_spaced = space_pending;
+                    space_pending = false;
+                }
+                token += bytes;
+            }
         }
+        if (!token.empty())
+            place(token, token_spaced);
         if (!line.empty())
             lines.push_back(line);
     }
@@ -88,7 +156,8 @@ TextPainter::TextPainter(int w, int h, int fps, const std::string& font_path,
     for (const TextItem& item : items) {
         std::string label = "text" + std::to_string(index++);
         AVFilterContext* dt = add_filter(m_graph.get(), "drawtext", label.c_str());
-        set_opt(dt, "fontfile", font_path);
+        const std::string font = font_for_text(font_path, item.text);
+        set_opt(dt, "fontfile", font);
         set_opt(dt, "text", item.text);
         set_opt(dt, "expansion", "none");
         set_opt(dt, "fontsize", std::to_string(item.fontsize));
@@ -104,7 +173,7 @@ TextPainter::TextPainter(int w, int h, int fps, const std::string& font_path,
             set_opt(dt, "enable",
                     "gte(t," + number(item.start) + ")*lt(t," + number(item.end) + ")");
         }
-        av_check(avfilter_init_str(dt, nullptr), "drawtext init (" + font_path + ")");
+        av_check(avfilter_init_str(dt, nullptr), "drawtext init (" + font + ")");
         av_check(avfilter_link(last, 0, dt, 0), "link drawtext");
         last = dt;
     }

@@ -40,14 +40,17 @@ private:
     AVFilterContext* m_sink = nullptr;  // owned by m_graph
 };
 
-/// Limitation: line widths are estimated from an average glyph width, not
+/// Limitation: line widths are estimated from average glyph widths, not
 /// measured with FreeType, so a line of wide glyphs can touch the frame edge.
-/// Splits `text` on spaces into lines of at most `max_width` pixels, using an
-/// average glyph width of 0.62 em for the bold sans font (existing newlines
-/// are kept).
+/// Splits `text` into lines of at most `max_width` pixels, at spaces and
+/// between East Asian wide characters (existing newlines are kept), with the
+/// widths of text_width_em().
 std::vector<std::string> wrap_text(const std::string& text, int fontsize, int max_width);
 
-/// Number of characters (code points) in a UTF-8 string.
-std::size_t utf8_chars(const std::string& s);
+/// Estimated width of a UTF-8 line in em: 1 per East Asian wide character
+/// (CJK, kana, hangul, full-width forms), 0.62 per other character (the bold
+/// sans font's average).
+double text_width_em(const std::string& s);
+
 
 }  // namespace pv

@@ -4,11 +4,16 @@
 // appear while the narration speaks.
 #include "render_fixtures.hpp"
 
+#include "font_fallback.hpp"
+#include "text_overlay.hpp"
+
 #include <doctest/doctest.h>
 
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <string>
+#include <vector>
 
 using pvtest::image_job;
 using pvtest::media;
@@ -43,15 +48,17 @@ long bright_pixels(const Rgb& a, int y0, int y1) {
 }
 
 // The same string drawn by the ffmpeg CLI from a text file (no escaping
-// involved) on a plain background, as a lossless PNG.
-Rgb reference(const TempDir& dir, const std::string& text, const std::string& name, int y) {
+// involved) on a plain background, as a lossless PNG, in `font` (default: the
+// renderer's default font).
+Rgb reference(const TempDir& dir, const std::string& text, const std::string& name, int y,
+              const std::string& font = "") {
     std::string txt = dir.file(name + ".txt");
     std::ofstream(txt, std::ios::binary) << text;
     std::string png = dir.file(name + ".png");
     pvtest::run(
         "ffmpeg -v error -y -f lavfi -i color=c=0x404040:s=540x960 -vf "
         "\"drawtext=fontfile=" +
-        pv::resolve_default_font() + ":textfile=" + txt +
+        (font.empty() ? pv::resolve_default_font() : font) + ":textfile=" + txt +
         ":expansion=none:fontsize=24:fontcolor=white:x=(w-text_w)/2:y=" + std::to_string(y) +
         "\" -frames:v 1 " + png);
     return pvtest::video_frame(png, 0);
@@ -84,6 +91,45 @@ TEST_CASE("drawtext special characters are drawn literally and do not change ove
     CAPTURE(iou_mangled);
     CHECK(iou_exact > 0.6);
     CHECK(iou_exact > iou_mangled + 0.2);
+}
+
+TEST_CASE("overlay lines wrap at spaces, and between Chinese or Japanese characters") {
+    // 0.62 em per narrow character, 1 em per wide one; 10 px font, 100 px: 10 em.
+    CHECK(pv::text_width_em("日本abc") == doctest::Approx(2 + 3 * 0.62));
+    CHECK(pv::wrap_text("one two three four", 10, 100) ==
+          std::vector<std::string>{"one two three", "four"});
+    CHECK(pv::wrap_text("日本語のテキストです", 10, 45) ==
+          std::vector<std::string>{"日本語の", "テキスト", "です"});
+    CHECK(pv::wrap_text("Hello 世界abc", 10, 100) == std::vector<std::string>{"Hello 世界abc"});
+    CHECK(pv::wrap_text("first line\nsecond", 10, 100) ==
+          std::vector<std::string>{"first line", "second"});
+}
+
+TEST_CASE("a line the default font cannot draw is drawn in an installed font that can") {
+    const std::string main_font = pv::resolve_default_font();
+    CHECK(pv::font_for_text(main_font, "Привет, Ελλάδα — ça va?") == main_font);
+    const std::string cjk = "日本語 テスト 한국어";
+    const std::string other = pv::font_for_text(main_font, cjk);
+    CAPTURE(other);
+    REQUIRE(other != main_font);
+
+    TempDir dir;
+    std::string grey = dir.file("grey.jpg");
+    pvtest::run("ffmpeg -v error -y -f lavfi -i color=c=0x808080:s=1080x1920 -frames:v 1 " + grey);
+    pv::RenderJob job = image_job(dir, {grey}, 540, 960, 1.0);
+    job.crf = 12;
+    job.request.scenes[0].text = pv::TextOverlay{cjk, pv::TextPosition::Center, 48, "white"};
+    pv::render(job);
+    Rgb frame = pvtest::video_frame(job.output_path, 0);
+    const int y = (960 - 30) / 2;
+    const int y0 = y - 10, y1 = y + 40;
+    // The glyphs, as that font draws them, not the main font's empty boxes.
+    double iou_glyphs = text_iou(frame, reference(dir, cjk, "glyphs", y, other), y0, y1);
+    double iou_boxes = text_iou(frame, reference(dir, cjk, "boxes", y, main_font), y0, y1);
+    CAPTURE(iou_glyphs);
+    CAPTURE(iou_boxes);
+    CHECK(iou_glyphs > 0.6);
+    CHECK(iou_glyphs > iou_boxes + 0.2);
 }
 
 TEST_CASE("a text overlay changes the pixels of its box, at each position") {
