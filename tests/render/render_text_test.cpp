@@ -64,16 +64,23 @@ Rgb reference(const TempDir& dir, const std::string& text, const std::string& na
     return pvtest::video_frame(png, 0);
 }
 
+// Renders `text` centred at 48 px (24 px at 540 wide) over a plain grey
+// photo for `seconds`, nearly losslessly; returns the job (output_path).
+pv::RenderJob render_on_grey(const TempDir& dir, const std::string& text, double seconds) {
+    std::string grey = dir.file("grey.jpg");
+    pvtest::run("ffmpeg -v error -y -f lavfi -i color=c=0x808080:s=1080x1920 -frames:v 1 " + grey);
+    pv::RenderJob job = image_job(dir, {grey}, 540, 960, seconds);
+    job.crf = 12;
+    job.request.scenes[0].text = pv::TextOverlay{text, pv::TextPosition::Center, 48, "white"};
+    pv::render(job);
+    return job;
+}
+
 }  // namespace
 
 TEST_CASE("drawtext special characters are drawn literally and do not change over time") {
     TempDir dir;
-    std::string grey = dir.file("grey.jpg");
-    pvtest::run("ffmpeg -v error -y -f lavfi -i color=c=0x808080:s=1080x1920 -frames:v 1 " + grey);
-    pv::RenderJob job = image_job(dir, {grey}, 540, 960, 2.0);
-    job.crf = 12;
-    job.request.scenes[0].text = pv::TextOverlay{kTricky, pv::TextPosition::Center, 48, "white"};
-    pv::render(job);
+    pv::RenderJob job = render_on_grey(dir, kTricky, 2.0);
 
     Rgb first = pvtest::video_frame(job.output_path, 0);
     Rgb last = pvtest::video_frame(job.output_path, 47);
@@ -114,12 +121,7 @@ TEST_CASE("a line the default font cannot draw is drawn in an installed font tha
     REQUIRE(other != main_font);
 
     TempDir dir;
-    std::string grey = dir.file("grey.jpg");
-    pvtest::run("ffmpeg -v error -y -f lavfi -i color=c=0x808080:s=1080x1920 -frames:v 1 " + grey);
-    pv::RenderJob job = image_job(dir, {grey}, 540, 960, 1.0);
-    job.crf = 12;
-    job.request.scenes[0].text = pv::TextOverlay{cjk, pv::TextPosition::Center, 48, "white"};
-    pv::render(job);
+    pv::RenderJob job = render_on_grey(dir, cjk, 1.0);
     Rgb frame = pvtest::video_frame(job.output_path, 0);
     const int y = (960 - 30) / 2;
     const int y0 = y - 10, y1 = y + 40;
