@@ -7,7 +7,8 @@
 #   --with-peers  install (Debian python3-rq, python3-celery, redis-server; npm
 #                 graphile-worker) and measure the peer job queues beside ours
 #   --quick       tiny counts, to check that the scripts work
-# Counts: N_KILL (200), N_DISPATCH (5000), N_LATENCY (200), N_KILL_PEER (20),
+# Counts: N_KILL (200), N_DISPATCH (5000), N_DISPATCH_RUNS (3: ours and RQ, median
+# reported), N_LATENCY (200), N_KILL_PEER (20),
 # IDLE_SECONDS (30), RENDER_RUNS (3), DISPATCH_CHILDREN ("2 4").
 set -euo pipefail
 
@@ -21,7 +22,7 @@ while [ $# -gt 0 ]; do
         --with-peers) with_peers=1 ;;
         --quick) quick=1 ;;
         --only) only=$2; shift ;;
-        -h|--help) sed -n '3,12p' "$0"; exit 0 ;;
+        -h|--help) sed -n '3,13p' "$0"; exit 0 ;;
         *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -32,10 +33,12 @@ if [ "$quick" = 1 ]; then
     export N_KILL=${N_KILL:-10} N_DISPATCH=${N_DISPATCH:-100} N_LATENCY=${N_LATENCY:-10}
     export N_KILL_PEER=${N_KILL_PEER:-3} IDLE_SECONDS=${IDLE_SECONDS:-3} RENDER_RUNS=${RENDER_RUNS:-1}
     export DISPATCH_CHILDREN=${DISPATCH_CHILDREN:-2} GRAPHILE_WATCH=${GRAPHILE_WATCH:-4}
+    export N_DISPATCH_RUNS=${N_DISPATCH_RUNS:-1}
 fi
 export N_KILL=${N_KILL:-200} N_DISPATCH=${N_DISPATCH:-5000} N_LATENCY=${N_LATENCY:-200}
 export N_KILL_PEER=${N_KILL_PEER:-20} IDLE_SECONDS=${IDLE_SECONDS:-30} RENDER_RUNS=${RENDER_RUNS:-3}
 export DISPATCH_CHILDREN=${DISPATCH_CHILDREN:-2 4} GRAPHILE_WATCH=${GRAPHILE_WATCH:-30}
+export N_DISPATCH_RUNS=${N_DISPATCH_RUNS:-3}
 
 build=${BENCH_BUILD:-$root/build-bench}
 # A quick run keeps its results (and report) in the build dir, so it never
@@ -76,7 +79,8 @@ fi
         "fsync=off and full_page_writes=off, for ours and graphile-worker alike"
     echo "ffmpeg:   $(ffmpeg -version | awk 'NR == 1 {print $3}')"
 } >"$RESULTS/machine.txt"
-echo "N_KILL=$N_KILL N_DISPATCH=$N_DISPATCH N_LATENCY=$N_LATENCY N_KILL_PEER=$N_KILL_PEER" \
+echo "N_KILL=$N_KILL N_DISPATCH=$N_DISPATCH N_DISPATCH_RUNS=$N_DISPATCH_RUNS" \
+     "N_LATENCY=$N_LATENCY N_KILL_PEER=$N_KILL_PEER" \
      "IDLE_SECONDS=$IDLE_SECONDS RENDER_RUNS=$RENDER_RUNS DISPATCH_CHILDREN=\"$DISPATCH_CHILDREN\"" \
      >"$RESULTS/settings.txt"
 

@@ -5,6 +5,7 @@ as bench/supervisor.sh, against RQ workers (one forked work horse per job).
   rq_bench.py REDIS_URL RESULTS_DIR N_DISPATCH N_LATENCY N_KILL WORKERS
 Writes rq-dispatch.csv, rq-latency.csv, rq-kill.csv and rq-memory.json.
 """
+import os
 import sys
 import time
 
@@ -18,22 +19,28 @@ import peer_common as pc
 import peer_jobs
 
 
-def dispatch(redis, q, n, results):
-    finished = FinishedJobRegistry(queue=q)
-    before = finished.count
-    t_enqueue = time.time_ns()
-    with redis.pipeline() as pipe:
-        jobs = q.enqueue_many([Queue.prepare_data(peer_jobs.noop, result_ttl=3600)
-                               for _ in range(n)], pipeline=pipe)
-        pipe.execute()
-    t_committed = time.time_ns()
-    ok = pc.wait_until(lambda: finished.count - before >= n, timeout=n * 0.1 + 60, step=0.01)
-    t_done = time.time_ns()
-    fetched = [j for j in Job.fetch_many([j.id for j in jobs], connection=redis) if j]
-    pc.write_csv(results, "rq-dispatch.csv", pc.DISPATCH_COLUMNS, [pc.dispatch_row(
-        n, finished.count - before, t_enqueue, t_committed, t_done,
-        [pc.ns(j.started_at) for j in fetched if j.started_at],
-        [pc.ns(j.ended_at) for j in fetched if j.ended_at])])
+def dispatch(redis, q, n, results, runs):
+    """`runs` batches of n no-op jobs, one after another: one row each."""
+    rows = []
+    ok = True
+    for _ in range(runs):
+        finished = FinishedJobRegistry(queue=q)
+        before = finished.count
+        t_enqueue = time.time_ns()
+        with redis.pipeline() as pipe:
+            jobs = q.enqueue_many([Queue.prepare_data(peer_jobs.noop, result_ttl=3600)
+                                   for _ in range(n)], pipeline=pipe)
+            pipe.execute()
+        t_committed = time.time_ns()
+        ok = pc.wait_until(lambda: finished.count - before >= n, timeout=n * 0.1 + 60,
+                           step=0.01) and ok
+        t_done = time.time_ns()
+        fetched = [j for j in Job.fetch_many([j.id for j in jobs], connection=redis) if j]
+        rows.append(pc.dispatch_row(
+            n, finished.count - before, t_enqueue, t_committed, t_done,
+            [pc.ns(j.started_at) for j in fetched if j.started_at],
+            [pc.ns(j.ended_at) for j in fetched if j.ended_at]))
+    pc.write_csv(results, "rq-dispatch.csv", pc.DISPATCH_COLUMNS, rows)
     return ok
 
 
@@ -89,7 +96,8 @@ def main():
     time.sleep(2.0)  # workers register and block on the queue
     try:
         print(f"rq: dispatch {n_dispatch} with {workers} workers", file=sys.stderr)
-        dispatch(redis, q, int(n_dispatch), results)
+        runs = int(os.environ.get("N_DISPATCH_RUNS", "3"))
+        dispatch(redis, q, int(n_dispatch), results, runs)
         time.sleep(2)
         print(f"rq: latency {n_latency}", file=sys.stderr)
         latency(redis, q, int(n_latency), results)
