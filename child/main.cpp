@@ -142,7 +142,15 @@ std::string read_request_text(const std::string& source) {
     return text;
 }
 
-pv::Request load_request(const Options& opt) {
+pv::RequestLimits read_limits() {
+    try {
+        return pv::limits_from_env();
+    } catch (const std::runtime_error& e) {
+        throw Failure{std::string(pv::error_type::kInternal), e.what()};
+    }
+}
+
+pv::Request load_request(const Options& opt, const pv::RequestLimits& limits) {
     std::string text = read_request_text(opt.request);
     nlohmann::json body;
     try {
@@ -156,12 +164,6 @@ pv::Request load_request(const Options& opt) {
         // A number beyond double, say.
         throw Failure{std::string(pv::error_type::kInvalidRequest), "request: not valid JSON",
                       false, kExitInvalidRequest};
-    }
-    pv::RequestLimits limits;
-    try {
-        limits = pv::limits_from_env();
-    } catch (const std::runtime_error& e) {
-        throw Failure{std::string(pv::error_type::kInternal), e.what()};
     }
     try {
         return pv::parse_request(body, limits);
@@ -283,7 +285,8 @@ std::vector<pv::SceneFiles> gather_assets(const pv::Request& req, const std::str
 }
 
 nlohmann::json run(const Options& opt, Progress& progress) {
-    pv::Request req = load_request(opt);
+    const pv::RequestLimits limits = read_limits();
+    pv::Request req = load_request(opt, limits);
 
     std::string font;
     try {
@@ -305,7 +308,6 @@ nlohmann::json run(const Options& opt, Progress& progress) {
     job.output_path = work.path() + "/render.tmp.mp4";
     job.poster_path = work.path() + "/poster.tmp.jpg";
     job.font_path = font;
-    const pv::RequestLimits limits = pv::limits_from_env();  // read once already
     job.max_scene_seconds = limits.max_scene_duration;
     job.max_total_seconds = limits.max_total_duration;
     job.on_progress = [&](double percent, const std::string& stage) {

@@ -179,10 +179,8 @@ std::string source(const Fields& f, std::string_view key) {
         if (rest.substr(0, 9) == "localhost")
             rest.remove_prefix(9);
         if (scheme == "file" && (rest.empty() || rest.front() != '/')) {
-            f.fail(key,
-                   "file URL must name an absolute path on this host (file:///path), "
-                   "got " +
-                       excerpt(*s));
+            f.fail(key, "file URL must name an absolute path on this host (file:///path), "
+                        "got " + excerpt(*s));
         }
     } else if (s->front() != '/') {
         f.fail(key, "must be an absolute path or an http, https or file URL, got " + excerpt(*s));

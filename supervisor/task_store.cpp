@@ -252,11 +252,10 @@ std::vector<TaskInfo> TaskStore::flush_and_claim(int slots, const WorkerInfo& wo
             // The finishes' CTEs and the claim's in one autocommitted statement: one
             // round trip, and the finishes are committed with (never after) the claim.
             pqxx::nontransaction tx(*m_conn->db);
-            static const std::string kSql = std::string(finish_attempts_ctes()) + ", " +
-                                            claim_ctes(2) + " SELECT f.answer, " +
-                                            "c.id::text, c.attempts, c.max_attempts," +
-                                            " c.timeout_seconds, c.request::text FROM f" +
-                                            " LEFT JOIN claimed c ON true ORDER BY c.created_at";
+            static const std::string kSql =
+                std::string(finish_attempts_ctes()) + ", " + claim_ctes(2) +
+                " SELECT f.answer, c.id::text, c.attempts, c.max_attempts, c.timeout_seconds,"
+                " c.request::text FROM f LEFT JOIN claimed c ON true ORDER BY c.created_at";
             std::vector<FinishRecord> records;
             for (const DbWrite& w : held) records.push_back(finish_from_json(to_json(w)));
             auto rows =

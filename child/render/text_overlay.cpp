@@ -36,10 +36,6 @@ std::string number(double v) {
     return buf;
 }
 
-}  // namespace
-
-namespace {
-
 constexpr double kNarrowEm = 0.62;  // average advance of the bold sans font
 constexpr double kWideEm = 1.0;     // CJK ideographs, kana, hangul, full-width forms
 
@@ -106,7 +102,6 @@ std::vector<std::string> wrap_text(const std::string& text, int fontsize, int ma
         for (std::size_t i = 0; i < paragraph.size();) {
             const std::size_t start = i;
             const char32_t c = next_code_point(paragraph, i);
-            const std::string bytes = paragraph.substr(start, i - start);
             if (c == U' ' || c == U'\t' || is_wide(c)) {
                 if (!token.empty())
                     place(token, token_spaced);
@@ -114,7 +109,7 @@ std::vector<std::string> wrap_text(const std::string& text, int fontsize, int ma
                 if (c == U' ' || c == U'\t') {
                     space_pending = true;
                 } else {
-                    place(bytes, space_pending);
+                    place(paragraph.substr(start, i - start), space_pending);
                     space_pending = false;
                 }
             } else {
@@ -122,7 +117,7 @@ std::vector<std::string> wrap_text(const std::string& text, int fontsize, int ma
                     token_spaced = space_pending;
                     space_pending = false;
                 }
-                token += bytes;
+                token.append(paragraph, start, i - start);
             }
         }
         if (!token.empty())

@@ -52,5 +52,4 @@ std::vector<std::string> wrap_text(const std::string& text, int fontsize, int ma
 /// sans font's average).
 double text_width_em(const std::string& s);
 
-
 }  // namespace pv
